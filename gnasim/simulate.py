@@ -1,0 +1,173 @@
+"""One prediction: config (+ hardware profile) -> tile plans -> FLOPs, sparsity and bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bounds import amdahl, attention_flops
+from .config import GNAConfig
+from .errors import ConfigError
+from .hardware import HardwareProfile, Kernel, format_tile, load_profile
+from .tiling import KV_TILINGS, TilePlan, tile_plan
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Everything gnasim computes for one configuration (all numbers are computed, none stored)."""
+
+    config: GNAConfig
+    plan: TilePlan
+    dense_plan: TilePlan
+    hardware: str | None
+    kernel: str | None
+    attention_fraction: float | None = None
+    full_attention_steps: int = 0
+    total_steps: int | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    # -- FLOPs --------------------------------------------------------------------------------
+    def _flops(self, pairs: int) -> int:
+        c = self.config
+        return attention_flops(pairs, c.batch, c.heads, c.head_dim, c.dim_v)
+
+    @property
+    def flops_dense(self) -> int:
+        return self._flops(self.dense_plan.attended_pairs)
+
+    @property
+    def flops_useful(self) -> int:
+        return self._flops(self.plan.attended_pairs)
+
+    @property
+    def flops_computed(self) -> int:
+        p = self.plan
+        return self._flops(p.tile_pairs_visited * p.q_tile_size * p.kv_tile_size)
+
+    @property
+    def flops_wasted(self) -> int:
+        return self.flops_computed - self.flops_useful
+
+    # -- bounds -------------------------------------------------------------------------------
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.plan.attended_pairs / self.dense_plan.attended_pairs
+
+    @property
+    def flop_speedup(self) -> float:
+        """Attended pairs of self attention / attended pairs of GNA."""
+        return self.dense_plan.attended_pairs / self.plan.attended_pairs
+
+    @property
+    def tile_speedup(self) -> float:
+        """The paper's tile bound: self-attention KV tiles per Q tile / those of the worst Q tile."""
+        return self.dense_plan.kv_tiles_visited_max / self.plan.kv_tiles_visited_max
+
+    @property
+    def tile_speedup_mean(self) -> float:
+        """All self-attention tile pairs / all visited tile pairs (padding and waste included)."""
+        return self.dense_plan.tile_pairs_visited / self.plan.tile_pairs_visited
+
+    def e2e(self, speedup: float) -> float | None:
+        if self.attention_fraction is None:
+            return None
+        return amdahl(speedup, self.attention_fraction, self.full_attention_steps, self.total_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat record printed by ``gnasim predict --format json`` (key names are a contract)."""
+        c, p = self.config, self.plan
+        out: dict[str, Any] = {
+            "hardware": self.hardware,
+            "kernel": self.kernel,
+            "input_size": format_tile(c.input_size),
+            "window_size": format_tile(c.window_size),
+            "stride": format_tile(c.stride),
+            "dilation": format_tile(c.dilation),
+            "causal": "x".join(str(int(v)) for v in c.causal),
+            "q_tile": format_tile(p.q_tile),
+            "kv_tile": format_tile(p.kv_tile),
+            "kv_tiling": p.mode,
+            "batch": c.batch, "heads": c.heads, "heads_kv": c.kv_heads,
+            "head_dim": c.head_dim, "head_dim_v": c.dim_v, "dtype": c.dtype,
+            "tokens": c.tokens,
+            "flop_speedup": self.flop_speedup,
+            "tile_speedup": self.tile_speedup,
+            "tile_speedup_mean": self.tile_speedup_mean,
+            "fully_block_sparse": p.fully_block_sparse,
+            "sparsity": self.sparsity,
+            "q_tiles": p.q_tiles,
+            "kv_tiles": p.kv_tiles,
+            "dense_kv_tiles_per_q_tile": self.dense_plan.kv_tiles_visited_max,
+            "kv_tiles_visited_max": p.kv_tiles_visited_max,
+            "kv_tiles_visited_mean": p.kv_tiles_visited_mean,
+            "tile_pairs_visited": p.tile_pairs_visited,
+            "tile_pairs_full": p.tile_pairs_full,
+            "tile_pairs_partial": p.tile_pairs_partial,
+            "attended_pairs": p.attended_pairs,
+            "flops_dense": self.flops_dense,
+            "flops_useful": self.flops_useful,
+            "flops_computed": self.flops_computed,
+            "flops_wasted": self.flops_wasted,
+        }
+        if self.attention_fraction is not None:
+            out["attention_fraction"] = self.attention_fraction
+            out["e2e_flop_speedup"] = self.e2e(self.flop_speedup)
+            out["e2e_tile_speedup"] = self.e2e(self.tile_speedup)
+        out["notes"] = list(self.notes)
+        return out
+
+
+def resolve_tiles(config: GNAConfig, kernel: Kernel | None) -> tuple[GNAConfig, list[str]]:
+    """Fill missing tile shapes from the kernel's default; note tiles or dims it does not ship."""
+    notes: list[str] = []
+    q, kv = config.q_tile, config.kv_tile
+    if kernel is None:
+        if q is None or kv is None:
+            raise ConfigError("q_tile/kv_tile: give both tile shapes, or a hardware profile")
+        return config, notes
+    if config.dtype not in kernel.dtypes:
+        notes.append(f"kernel {kernel.name} does not run dtype {config.dtype} "
+                     f"(runs {', '.join(kernel.dtypes)}); simulated anyway")
+    if not kernel.tile_sets(config.head_dim):
+        notes.append(f"kernel {kernel.name} does not support head_dim {config.head_dim}; "
+                     "tile shapes taken from its other head dims")
+    if q is None or kv is None:
+        default = kernel.default_tile(config.rank, config.head_dim)
+        if default is None:
+            raise ConfigError(f"q_tile/kv_tile: kernel {kernel.name} ships no rank-{config.rank} "
+                              "tile shape; give --q-tile and --kv-tile")
+        q = q if q is not None else default[0]
+        kv = kv if kv is not None else default[1]
+    if len(q) != config.rank or len(kv) != config.rank:
+        raise ConfigError(f"q_tile/kv_tile: tile ranks {len(q)}/{len(kv)} do not match "
+                          f"input_size rank {config.rank}")
+    config = config.with_tiles(q, kv)
+    if kernel.tile_set_for((q, kv), config.head_dim) is None:
+        notes.append(f"tile {format_tile(q)}/{format_tile(kv)} is not shipped by {kernel.name} "
+                     f"for head_dim {config.head_dim}; simulated as given")
+    return config, notes
+
+
+def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
+             kernel: str | None = None, kv_tiling: str | None = None,
+             attention_fraction: float | None = None, full_attention_steps: int = 0,
+             total_steps: int | None = None) -> SimulationResult:
+    """Simulate one configuration: its tile plan, FLOPs, sparsity and speedup bounds.
+
+    ``hardware`` (a profile name, path or object) supplies default tile shapes and the KV tiling
+    mode of its kernel; explicit tiles and ``kv_tiling`` override them.
+    """
+    profile = load_profile(hardware) if isinstance(hardware, str) else hardware
+    kern = profile.kernel(kernel) if profile is not None else None
+    config, notes = resolve_tiles(config, kern)
+    mode = kv_tiling or (kern.kv_tiling if kern is not None else "static")
+    if mode not in KV_TILINGS:
+        raise ConfigError(f"kv_tiling: '{mode}' is not one of {list(KV_TILINGS)}")
+    if attention_fraction is not None:
+        amdahl(1.0, attention_fraction, full_attention_steps, total_steps)  # validates the inputs
+    plan = tile_plan(config, mode)
+    dense_plan = tile_plan(config.dense(), mode)
+    return SimulationResult(config, plan, dense_plan,
+                            profile.name if profile is not None else None,
+                            kern.name if kern is not None else None,
+                            attention_fraction, full_attention_steps, total_steps, tuple(notes))
