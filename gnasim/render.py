@@ -1,0 +1,105 @@
+"""Rich tables for people: the CLI's table output. Scripts use ``--format json`` instead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .hardware import HardwareProfile, format_tile
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _fmt_int(v: int) -> str:
+    return f"{v:,}"
+
+
+def _fmt_flops(v: int) -> str:
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+        if v >= scale:
+            return f"{v / scale:,.3f} {unit}"
+    return f"{v:,} FLOP"
+
+
+def render_prediction(result, histogram: bool = False) -> None:
+    """The ``gnasim predict`` table."""
+    d = result.to_dict()
+    con = _console()
+    title = (f"GNA {d['input_size']} window {d['window_size']} stride {d['stride']} "
+             f"dilation {d['dilation']} causal {d['causal']}")
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column("quantity", style="bold")
+    t.add_column("value", justify="right")
+    t.add_column("detail", style="dim")
+    hw = f"{d['hardware']} / {d['kernel']}" if d["hardware"] else "none (explicit tiles)"
+    t.add_row("hardware / kernel", hw, f"KV tiling {d['kv_tiling']}")
+    t.add_row("Q tile / KV tile", f"{d['q_tile']} / {d['kv_tile']}",
+              f"{d['q_tiles']:,} Q tiles, {d['kv_tiles']:,} KV tiles")
+    t.add_section()
+    t.add_row("FLOP-wise speedup bound", f"{d['flop_speedup']:.3f}x", f"sparsity {d['sparsity']:.2%}")
+    t.add_row("tile speedup bound", f"{d['tile_speedup']:.3f}x",
+              f"{d['dense_kv_tiles_per_q_tile']:,} / {d['kv_tiles_visited_max']:,} KV tiles (worst Q tile)")
+    t.add_row("tile speedup (mean)", f"{d['tile_speedup_mean']:.3f}x",
+              "all self-attention tile pairs / all visited")
+    t.add_row("perfectly block-sparse", "yes" if d["fully_block_sparse"] else "no",
+              "no element mask needed" if d["fully_block_sparse"] else "partial tiles need masking")
+    if "e2e_tile_speedup" in d:
+        t.add_row("end-to-end (Amdahl)", f"{d['e2e_tile_speedup']:.3f}x",
+                  f"FLOP-wise {d['e2e_flop_speedup']:.3f}x at attention share {d['attention_fraction']}")
+    t.add_section()
+    t.add_row("KV tiles per Q tile", f"{d['kv_tiles_visited_mean']:,.2f} mean",
+              f"max {d['kv_tiles_visited_max']:,}")
+    t.add_row("tile pairs visited", _fmt_int(d["tile_pairs_visited"]),
+              f"{d['tile_pairs_full']:,} full, {d['tile_pairs_partial']:,} partial")
+    t.add_row("attended pairs", _fmt_int(d["attended_pairs"]), f"{d['tokens']:,} tokens")
+    t.add_section()
+    t.add_row("FLOPs dense", _fmt_flops(d["flops_dense"]), "self attention, forward")
+    t.add_row("FLOPs useful", _fmt_flops(d["flops_useful"]), "attended pairs")
+    t.add_row("FLOPs computed", _fmt_flops(d["flops_computed"]),
+              f"{d['flops_wasted'] / max(d['flops_computed'], 1):.1%} wasted in partial tiles")
+    for key, label in (("predicted_time_ms", "predicted kernel time"),):
+        if key in d:
+            t.add_row(label, f"{d[key]:.3f} ms", "")
+    con.print(t)
+    if histogram:
+        h = Table(title="KV tiles visited per Q tile", title_justify="left")
+        h.add_column("KV tiles", justify="right")
+        h.add_column("Q tiles", justify="right")
+        hist = result.plan.visited_histogram()
+        for k, v in list(hist.items())[:40]:
+            h.add_row(f"{k:,}", f"{v:,}")
+        if len(hist) > 40:
+            h.add_row("...", f"{len(hist) - 40} more values")
+        con.print(h)
+    for note in d["notes"]:
+        con.print(f"[yellow]note:[/] {note}")
+
+
+def render_profiles(profiles: list[HardwareProfile]) -> None:
+    t = Table(title="Hardware profiles", title_justify="left")
+    for col in ("name", "GPU", "arch", "SMs", "fp16 TFLOPS", "HBM GB/s", "kernels"):
+        t.add_column(col, justify="right" if col in ("SMs", "fp16 TFLOPS", "HBM GB/s") else "left")
+    for p in profiles:
+        t.add_row(p.name, p.display_name, p.architecture, str(p.sm_count),
+                  f"{p.tensor_tflops.get('fp16', 0):,.1f}", f"{p.memory_bandwidth_gbs:,.0f}",
+                  ", ".join(f"{k.name} ({k.kv_tiling})" for k in p.kernels))
+    _console().print(t)
+
+
+def render_tiles(profile: HardwareProfile, rank: int, rows: list[dict[str, Any]],
+                 backward: bool) -> None:
+    t = Table(title=f"{profile.name}: rank-{rank} {'backward' if backward else 'forward'} tile shapes",
+              title_justify="left")
+    for col in ("kernel", "Q tile", "KV tile", "GEMM", "schedule", "Q pad", "KV pad", ""):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["kernel"], r["q_tile"], r["kv_tile"], r["gemm"], r["schedule"],
+                  f"{r['q_padding_tokens']:,}", f"{r['kv_padding_tokens']:,}",
+                  "default" if r["default"] else "")
+    _console().print(t)
+    if not rows:
+        _console().print("no tile shapes for this rank and head dim")
