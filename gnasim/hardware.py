@@ -27,6 +27,7 @@ TileShape = tuple[tuple[int, ...], tuple[int, ...]]
 GenerateRule = Literal["equal", "kv-pow2-multiple", "one-axis-doubled", "any"]
 
 
+@lru_cache(maxsize=4096)
 def parse_tile_pair(text: str) -> TileShape:
     """``"4x4x8/2x8x8"`` -> ((4, 4, 8), (2, 8, 8))."""
     try:

@@ -66,7 +66,7 @@ def render_prediction(result, histogram: bool = False) -> None:
             t.add_row(label, f"{d[key]:.3f} ms", "")
     con.print(t)
     if histogram:
-        h = Table(title="KV tiles visited per Q tile", title_justify="left")
+        h = Table(title="KV tiles visited per Q tile", title_justify="left", min_width=40)
         h.add_column("KV tiles", justify="right")
         h.add_column("Q tiles", justify="right")
         hist = result.plan.visited_histogram()

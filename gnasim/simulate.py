@@ -9,7 +9,7 @@ from .bounds import amdahl, attention_flops
 from .config import GNAConfig
 from .errors import ConfigError
 from .hardware import HardwareProfile, Kernel, format_tile, load_profile
-from .tiling import KV_TILINGS, TilePlan, tile_plan
+from .tiling import KV_TILINGS, TilePlan, tile_plans
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,7 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
         raise ConfigError(f"kv_tiling: '{mode}' is not one of {list(KV_TILINGS)}")
     if attention_fraction is not None:
         amdahl(1.0, attention_fraction, full_attention_steps, total_steps)  # validates the inputs
-    plan = tile_plan(config, mode)
-    dense_plan = tile_plan(config.dense(), mode)
+    plan, dense_plan = tile_plans([config, config.dense()], mode)
     return SimulationResult(config, plan, dense_plan,
                             profile.name if profile is not None else None,
                             kern.name if kern is not None else None,

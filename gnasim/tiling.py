@@ -21,14 +21,14 @@ slot of the KV tile (a padding slot never is attended); otherwise it is *partial
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Literal
 
 import math
 
 import numpy as np
 
-from .windows import attended_keys_total, window_end, window_extents, window_start
+from .windows import attended_keys_total, window_bounds, window_extents
 
 KVTiling = Literal["static", "dynamic"]
 KV_TILINGS: tuple[str, ...] = ("static", "dynamic")
@@ -53,6 +53,8 @@ class GroupTiles:
     repeats: int
     step: np.ndarray
     tail: np.ndarray
+    sums: np.ndarray   # (3, 4): row sums of head, block, tail
+    maxs: np.ndarray   # (3, 4): row maxima of head, block, tail (-1 when empty)
 
     def materialise(self) -> np.ndarray:
         """All rows, shape (4, q_tiles)."""
@@ -65,14 +67,14 @@ class GroupTiles:
 
     def row_sum(self, row: int) -> int:
         r, p = self.repeats, self.block.shape[1]
-        return int(self.head[row].sum() + self.tail[row].sum() + r * self.block[row].sum()
-                   + int(self.step[row]) * p * r * (r - 1) // 2)
+        head, block, tail = self.sums[:, row].tolist()
+        return head + tail + r * block + int(self.step[row]) * p * r * (r - 1) // 2
 
     def row_max(self, row: int) -> int:
-        parts = [a[row] for a in (self.head, self.tail) if a.shape[1]]
+        head, block, tail = self.maxs[:, row].tolist()
         if self.repeats:  # steps are never negative
-            parts.append(self.block[row] + int(self.step[row]) * (self.repeats - 1))
-        return int(max(a.max() for a in parts))
+            return max(head, tail, block + int(self.step[row]) * (self.repeats - 1))
+        return max(head, tail)
 
     def pair_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Distinct (visited, full) pairs over the Q tiles and how many tiles have each."""
@@ -175,25 +177,29 @@ class AxisPlan:
                                  minlength=len(uniq)).astype(np.int64)
 
 
-def _tile_rows(idx: np.ndarray, Lg: int, K: int, S: int, causal: bool, qt: int, kvt: int,
-               mode: str) -> np.ndarray:
-    """Rows (visited, full, kv_first, real) for the Q tiles ``idx`` of one dilation group."""
+def _tile_rows(idx: np.ndarray, Lg, K, S, causal, qt, kvt, mode: str) -> np.ndarray:
+    """Rows (visited, full, kv_first, real) for the Q tiles ``idx``. The axis parameters may be
+    arrays aligned with ``idx`` (one numpy pass serves many axes and groups)."""
     q0 = idx * qt
     real = np.minimum(np.maximum(Lg - q0, 0), qt)
     has = real > 0
     # last real query of each tile (first query for empty tiles, which are masked out below)
     b = q0 + np.maximum(real, 1) - 1
-    s0 = window_start(q0, Lg, K, S, causal)
-    full_start = window_start(b, Lg, K, S, causal)      # the latest start of any real query
-    full_end = window_end(q0, Lg, K, S, causal)          # the earliest end of any real query
+    n = len(q0)
+    tile3 = lambda a: np.concatenate([a, a, a]) if np.ndim(a) else a
+    start, end = window_bounds(np.concatenate([q0, b, q0 + qt - 1]), tile3(Lg), tile3(K),
+                               tile3(S), tile3(causal))
+    s0 = start[:n]
+    full_start = start[n:2 * n]     # the latest start of any real query
+    full_end = end[:n]              # the earliest end of any real query
     if mode == "static":
-        e1 = window_end(q0 + qt - 1, Lg, K, S, causal)
+        e1 = end[2 * n:]
         lo = s0 // kvt
         visited = _cdiv(e1, kvt) - lo
         kv_first = lo * kvt
         full = np.maximum(full_end // kvt - _cdiv(full_start, kvt), 0)
     else:
-        e1 = window_end(b, Lg, K, S, causal)
+        e1 = end[n:2 * n]
         visited = _cdiv(e1 - s0, kvt)
         kv_first = s0
         j_lo = _cdiv(full_start - s0, kvt)
@@ -207,28 +213,25 @@ def _tile_rows(idx: np.ndarray, Lg: int, K: int, S: int, causal: bool, qt: int, 
     return np.stack([visited, full, kv_first, real]).astype(np.int64)
 
 
-def _group_tiles(Lg: int, K: int, S: int, causal: bool, qt: int, kvt: int, nq: int,
-                 mode: str) -> GroupTiles:
-    """The Q tiles of one dilation group, with long regular runs compressed.
+def _runs(Lg: int, K: int, S: int, causal: bool, qt: int, kvt: int, nq: int):
+    """How one dilation group's Q tiles split into ``head, block x repeats, tail``.
 
+    Returns ``(head, block, tail, repeats, step)`` with each part a ``(lo, hi)`` tile range.
     Two runs repeat exactly. (1) Interior tiles (every query real, no window clamped at a
     border): shifting a tile by ``lcm(S, qt, kvt)`` tokens shifts all its windows and KV tiles by
     the same amount. (2) A window spanning the whole group (the dense baseline): every real tile
     sees the same window (non-causal), or ``start = 0`` and ``end = q + 1`` (causal), so counts
     grow by a fixed step per period.
     """
-    zeros = np.zeros((4, 0), dtype=np.int64)
-    no_step = np.zeros(4, dtype=np.int64)
-    rows = lambda lo, hi: _tile_rows(np.arange(lo, hi, dtype=np.int64), Lg, K, S, causal, qt, kvt, mode)
+    explicit = ((0, nq), (0, 0), (0, 0), 0, (0, 0, 0, 0))
     if nq < PERIODIC_MIN_TILES:
-        return GroupTiles(rows(0, nq), zeros, 0, no_step, zeros)
+        return explicit
     real_tiles = Lg // qt
     if K == Lg:
         p = 1 if not causal else math.lcm(qt, kvt) // qt
         grow = 0 if not causal else p * qt // kvt
         repeats = real_tiles // p
-        step = np.array([grow, grow, 0, 0], dtype=np.int64)
-        return GroupTiles(zeros, rows(0, p), repeats, step, rows(repeats * p, nq))
+        return (0, 0), (0, p), (repeats * p, nq), repeats, (grow, grow, 0, 0)
     left, right = (K - 1, 0) if causal else window_extents(K)
     centre = S - 1 if causal else S // 2
     first = _cdiv(left + S, qt)
@@ -237,30 +240,91 @@ def _group_tiles(Lg: int, K: int, S: int, causal: bool, qt: int, kvt: int, nq: i
     p = period // qt
     repeats = (last - first) // p if last > first else 0
     if repeats < 2:
-        return GroupTiles(rows(0, nq), zeros, 0, no_step, zeros)
+        return explicit
     mid = first + repeats * p
-    step = np.array([0, 0, period, 0], dtype=np.int64)
-    return GroupTiles(rows(0, first), rows(first, first + p), repeats, step, rows(mid, nq))
+    return (0, first), (first, first + p), (mid, nq), repeats, (0, 0, period, 0)
 
 
-@lru_cache(maxsize=4096)
+AxisKey = tuple  # (length, window, stride, dilation, causal, q_tile, kv_tile, mode)
+_PLANS: dict[AxisKey, AxisPlan] = {}
+_MAX_CACHED = 8192
+
+
+def axis_plans(keys: list[AxisKey]) -> list[AxisPlan]:
+    """Plans of many axes, the uncached ones computed together in one numpy pass per KV mode.
+
+    A key is ``(length, window, stride, dilation, causal, q_tile, kv_tile, mode)``. Plans are
+    immutable and cached.
+    """
+    missing = [k for k in dict.fromkeys(keys) if k not in _PLANS]
+    if missing:
+        if len(_PLANS) + len(missing) > _MAX_CACHED:
+            _PLANS.clear()
+        for mode in {k[7] for k in missing}:
+            if mode not in KV_TILINGS:
+                from .errors import ConfigError
+                raise ConfigError(f"kv_tiling: '{mode}' is not one of {list(KV_TILINGS)}")
+            _build([k for k in missing if k[7] == mode], mode)
+    return [_PLANS[k] for k in keys]
+
+
+def _build(keys: list[AxisKey], mode: str) -> None:
+    groups = []   # per key: list of (Lg, runs)
+    requests = []  # (lo, hi, Lg, K, S, causal, qt, kvt)
+    for (L, K, S, D, causal, qt, kvt, _) in keys:
+        nq = _cdiv(L, qt * D)
+        # dilation groups have one of two lengths: the first L % D groups are one token longer
+        long_len, n_long = -(-L // D), L % D or D
+        lens = [long_len] + ([long_len - 1] if n_long < D else [])
+        per = []
+        for Lg in lens:
+            runs = _runs(Lg, K, S, causal, qt, kvt, nq)
+            per.append((Lg, runs))
+            for lo, hi in runs[:3]:
+                requests.append((lo, hi, Lg, K, S, causal, qt, kvt))
+        groups.append(per)
+    sizes = [hi - lo for lo, hi, *_ in requests]
+    idx = np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi, *_ in requests])
+    params = [np.repeat(np.array([r[j] for r in requests], dtype=np.int64), sizes) for j in range(2, 8)]
+    rows = _tile_rows(idx, params[0], params[1], params[2], params[3].astype(bool),
+                      params[4], params[5], mode)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    csum = np.concatenate([np.zeros((4, 1), np.int64), np.cumsum(rows, axis=1)], axis=1)
+    sums = (csum[:, ends] - csum[:, starts]).T
+    nonempty = np.asarray(sizes) > 0
+    maxs = np.full((len(sizes), 4), -1, dtype=np.int64)
+    if nonempty.any():
+        maxs[nonempty] = np.maximum.reduceat(rows, starts[nonempty], axis=1).T
+    it = iter(range(len(sizes)))
+    for key, per in zip(keys, groups):
+        L, K, S, D, causal, qt, kvt, _ = key
+        tiles = []
+        attended = 0
+        n_long = L % D or D
+        for gi, (Lg, runs) in enumerate(per):
+            i = next(it)
+            next(it), next(it)
+            head, block, tail = (rows[:, starts[j]:ends[j]] for j in (i, i + 1, i + 2))
+            tiles.append(GroupTiles(head, block, runs[3], np.array(runs[4], dtype=np.int64), tail,
+                                    sums[i:i + 3], maxs[i:i + 3]))
+            attended += (n_long if gi == 0 else D - n_long) * attended_keys_total(Lg, K, S, causal)
+        _PLANS[key] = AxisPlan(L, K, S, D, causal, qt, kvt, mode, _cdiv(L, qt * D),
+                               _cdiv(L, kvt * D), tuple(tiles), n_long, int(attended))
+
+
 def axis_plan(length: int, window: int, stride: int, dilation: int, causal: bool,
               q_tile: int, kv_tile: int, mode: str = "static") -> AxisPlan:
     """Tile statistics of one axis (all dilation groups). Cached: plans are immutable."""
-    if mode not in KV_TILINGS:
-        from .errors import ConfigError
-        raise ConfigError(f"kv_tiling: '{mode}' is not one of {list(KV_TILINGS)}")
-    nq = _cdiv(length, q_tile * dilation)
-    nkv = _cdiv(length, kv_tile * dilation)
-    # dilation groups have one of two lengths: the first L % D groups are one token longer
-    long_len, n_long = -(-length // dilation), length % dilation or dilation
-    groups = [_group_tiles(long_len, window, stride, causal, q_tile, kv_tile, nq, mode)]
-    attended = n_long * attended_keys_total(long_len, window, stride, causal)
-    if n_long < dilation:
-        groups.append(_group_tiles(long_len - 1, window, stride, causal, q_tile, kv_tile, nq, mode))
-        attended += (dilation - n_long) * attended_keys_total(long_len - 1, window, stride, causal)
-    return AxisPlan(length, window, stride, dilation, causal, q_tile, kv_tile, mode, nq, nkv,
-                    tuple(groups), n_long, int(attended))
+    return axis_plans([(length, window, stride, dilation, bool(causal), q_tile, kv_tile, mode)])[0]
+
+
+def clear_plan_cache() -> None:
+    """Forget every cached axis plan (for benchmarks of cold predictions)."""
+    _PLANS.clear()
+
+
+axis_plan.cache_clear = clear_plan_cache  # type: ignore[attr-defined]
 
 
 def _product_distribution(dists: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -295,16 +359,16 @@ class TilePlan:
     @property
     def q_tiles(self) -> int:
         """Q tiles (CTAs per batch and head), dilation groups included."""
-        return int(np.prod([a.dilation * a.q_tiles_per_group for a in self.axes], dtype=object))
+        return _prod(a.dilation * a.q_tiles_per_group for a in self.axes)
 
     @property
     def kv_tiles(self) -> int:
         """KV tiles of the padded layout, dilation groups included."""
-        return int(np.prod([a.dilation * a.kv_tiles_per_group for a in self.axes], dtype=object))
+        return _prod(a.dilation * a.kv_tiles_per_group for a in self.axes)
 
     @property
     def dilation_groups(self) -> int:
-        return int(np.prod([a.dilation for a in self.axes], dtype=object))
+        return _prod(a.dilation for a in self.axes)
 
     @cached_property
     def tile_pairs_visited(self) -> int:
@@ -374,15 +438,28 @@ def _prod(values) -> int:
     return out
 
 
-def tile_plan(config, mode: str = "static") -> TilePlan:
-    """The tile plan of a :class:`~gnasim.config.GNAConfig` whose tiles are set."""
+def _axis_keys(config, mode: str) -> list[AxisKey]:
     from .errors import ConfigError
     if not config.has_tiles:
         raise ConfigError("q_tile/kv_tile: tile shapes are required (give them or a hardware profile)")
     if len(config.q_tile) != config.rank or len(config.kv_tile) != config.rank:
         raise ConfigError(f"q_tile/kv_tile: tile rank must match input_size rank {config.rank}")
-    axes = tuple(
-        axis_plan(config.input_size[d], config.window_size[d], config.stride[d], config.dilation[d],
-                  config.causal[d], config.q_tile[d], config.kv_tile[d], mode)
-        for d in range(config.rank))
-    return TilePlan(axes)
+    return [(config.input_size[d], config.window_size[d], config.stride[d], config.dilation[d],
+             bool(config.causal[d]), config.q_tile[d], config.kv_tile[d], mode)
+            for d in range(config.rank)]
+
+
+def tile_plan(config, mode: str = "static") -> TilePlan:
+    """The tile plan of a :class:`~gnasim.config.GNAConfig` whose tiles are set."""
+    return TilePlan(tuple(axis_plans(_axis_keys(config, mode))))
+
+
+def tile_plans(configs: list, mode: str = "static") -> list[TilePlan]:
+    """Plans of several configs, their uncached axes computed in one pass."""
+    keys = [_axis_keys(c, mode) for c in configs]
+    plans = axis_plans([k for ks in keys for k in ks])
+    out, i = [], 0
+    for ks in keys:
+        out.append(TilePlan(tuple(plans[i:i + len(ks)])))
+        i += len(ks)
+    return out

@@ -24,29 +24,33 @@ def group_lengths(length: int, dilation: int) -> np.ndarray:
     return (length - g + dilation - 1) // dilation
 
 
-def leader(q: np.ndarray, length: int, stride: int, causal: bool) -> np.ndarray:
+def leader(q, length, stride, causal):
     """The query whose window all queries of ``q``'s stride group share (centre or last)."""
     base = (np.asarray(q, dtype=np.int64) // stride) * stride
-    offset = stride - 1 if causal else stride // 2
+    offset = np.where(causal, stride - 1, stride // 2)
     return np.minimum(base + offset, length - 1)
 
 
-def window_start(q: np.ndarray, length: int, window: int, stride: int, causal: bool) -> np.ndarray:
-    """First key attended by each query ``q``."""
+def window_bounds(q, length, window, stride, causal) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, end)`` of each query's window. Every parameter may be a scalar or an array
+    (broadcast element-wise), so many axes can be evaluated in one numpy pass."""
+    q = np.asarray(q, dtype=np.int64)
     lead = leader(q, length, stride, causal)
-    if causal:
-        return np.maximum(lead - window + 1, 0)
     left, right = window_extents(window)
     centre = np.minimum(np.maximum(lead, left), length - 1 - right)
-    return centre - left
+    start = np.where(causal, np.maximum(lead - window + 1, 0), centre - left)
+    end = np.where(causal, np.minimum(q + 1, length), start + window)
+    return start, end
 
 
-def window_end(q: np.ndarray, length: int, window: int, stride: int, causal: bool) -> np.ndarray:
+def window_start(q, length: int, window: int, stride: int, causal: bool) -> np.ndarray:
+    """First key attended by each query ``q``."""
+    return window_bounds(q, length, window, stride, causal)[0]
+
+
+def window_end(q, length: int, window: int, stride: int, causal: bool) -> np.ndarray:
     """One past the last key attended by each query ``q``."""
-    q = np.asarray(q, dtype=np.int64)
-    if causal:
-        return np.minimum(q + 1, length)
-    return window_start(q, length, window, stride, causal) + window
+    return window_bounds(q, length, window, stride, causal)[1]
 
 
 def attended_keys_total(length: int, window: int, stride: int, causal: bool) -> int:
