@@ -8,6 +8,7 @@ from typing import Any
 from .bounds import amdahl, attention_flops
 from .config import GNAConfig
 from .errors import ConfigError
+from .fast_path import natten_fast_path
 from .hardware import HardwareProfile, Kernel, format_tile, load_profile
 from .tiling import KV_TILINGS, TilePlan, tile_plans
 
@@ -94,6 +95,7 @@ class SimulationResult:
             "tile_speedup": self.tile_speedup,
             "tile_speedup_mean": self.tile_speedup_mean,
             "fully_block_sparse": p.fully_block_sparse,
+            "natten_fast_path": natten_fast_path(c),
             "sparsity": self.sparsity,
             "q_tiles": p.q_tiles,
             "kv_tiles": p.kv_tiles,

@@ -120,3 +120,33 @@ def test_compressed_runs_equal_explicit(cfg, mode):
     finally:
         tiling.PERIODIC_MIN_TILES = old
         tiling.axis_plan.cache_clear()
+
+
+@settings(max_examples=400, deadline=None)
+@given(configs())
+def test_natten_fast_path_has_no_false_positive_with_q_tiles_of_2(cfg):
+    """natten-kernels.md 4.1: the kernels' predicate never skips a needed mask when every Q tile
+    extent is >= 2 (with extents of 1 it can). KV padding is masked separately by the kernels
+    (a cheap padding mask), so only configs without KV padding are compared."""
+    from gnasim.fast_path import natten_fast_path
+
+    no_kv_padding = all(L % (t * D) == 0 for L, t, D in zip(cfg.input_size, cfg.kv_tile, cfg.dilation))
+    if min(cfg.q_tile) >= 2 and no_kv_padding and natten_fast_path(cfg):
+        assert tile_plan(cfg).fully_block_sparse
+
+
+def test_natten_fast_path_published_cases():
+    from gnasim.fast_path import natten_fast_path
+
+    def fp(**kw):
+        return natten_fast_path(GNAConfig(**kw))
+    assert fp(input_size=32768, window_size=2048, stride=256, q_tile=128, kv_tile=128)
+    assert not fp(input_size=32768, window_size=2048, stride=128, q_tile=128, kv_tile=128)
+    assert fp(input_size=(256, 256), window_size=80, stride=16, q_tile=(16, 8), kv_tile=(16, 8))
+    assert fp(input_size=(30, 48, 80), window_size=(18, 24, 24), stride=(16, 8, 8),
+              q_tile=(2, 8, 8), kv_tile=(2, 8, 8))
+    assert not fp(input_size=(30, 48, 80), window_size=(18, 24, 24), stride=1,
+                  q_tile=(2, 8, 8), kv_tile=(2, 8, 8))
+    # L=6, K=4, S=1, qt=1, kvt=2: the predicate says yes but the tiling is not dense
+    cfg = GNAConfig(input_size=6, window_size=4, stride=1, q_tile=1, kv_tile=2)
+    assert natten_fast_path(cfg) and not tile_plan(cfg).fully_block_sparse
