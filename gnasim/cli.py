@@ -151,7 +151,11 @@ def predict(
                       attention_fraction=attention_fraction,
                       full_attention_steps=full_attention_steps, total_steps=total_steps)
     if fmt == OutputFormat.json:
-        print_json(result.to_dict())
+        record = result.to_dict()
+        if histogram:
+            record["kv_tiles_visited_histogram"] = {
+                str(k): v for k, v in result.plan.visited_histogram().items()}
+        print_json(record)
         return
     from .render import render_prediction
 

@@ -96,3 +96,9 @@ def test_console_script_end_to_end(tmp_path):
                         cwd=__file__.rsplit("/tests/", 1)[0])
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["fully_block_sparse"] is True
+
+
+def test_histogram_in_json():
+    res = run("predict", "-i", "16", "-w", "5", "-s", "2", "--q-tile", "4", "--kv-tile", "4",
+              "--histogram", "--format", "json")
+    assert json.loads(res.stdout)["kv_tiles_visited_histogram"] == {"2": 2, "3": 2}
