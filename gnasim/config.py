@@ -110,10 +110,12 @@ class GNAConfig(BaseModel):
                 continue
             if key == "causal":
                 raw = data[key]
-                vals = (raw,) if isinstance(raw, (bool, int, str)) and not (
-                    isinstance(raw, str) and len(raw.replace(",", " ").split()) > 1) else raw
-                if isinstance(vals, str):
-                    vals = vals.replace(",", " ").split()
+                if isinstance(raw, str):
+                    vals = raw.lower().replace("x", " ").replace(",", " ").split() or [raw]
+                elif isinstance(raw, (bool, int)):
+                    vals = [raw]
+                else:
+                    vals = list(raw)
                 data[key] = _broadcast(tuple(_as_bool(v) for v in vals), rank, key)
             else:
                 data[key] = _broadcast(parse_ints(data[key], key), rank, key)

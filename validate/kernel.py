@@ -1,0 +1,380 @@
+"""A fused Triton GNA forward kernel that runs gnasim's static tile plan.
+
+One program = (Q tile, batch x dilation group, head). It loads its Q tile (``prod(q_tile)``
+contiguous tokens of the permuted layout), then iterates exactly the box of KV tiles the plan
+lists for that Q tile, flash-attention style (online softmax in fp32, exp2). The element mask is
+computed in the kernel from the per-axis window rules (leader / centre clamp, causal end) in
+group-local token coordinates, and applied only on partial tiles: pairs that the plan marks fully
+dense run the unmasked path. With ``mask_all`` the host empties those full ranges, so every
+visited pair is masked, as NATTEN's Hopper/Blackwell kernels do whenever a problem is not
+perfectly block-sparse.
+
+Dense attention is the same kernel with window = layout (the same-code baseline).
+
+The kernel is written for rank 3; lower ranks arrive with leading singleton axes (see
+:mod:`validate.plan`). Nothing here queries a driver at import time, and the launch config is an
+explicit table, so ``TRITON_INTERPRET=1`` runs the same code on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .plan import KernelPlan
+from .permute import plan_layouts as layouts  # noqa: F401  (re-exported)
+
+LOG2E = 1.4426950408889634
+
+_TORCH_TO_TL = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@triton.jit
+def _axis_window(q, Lg, K: tl.constexpr, S: tl.constexpr, CAUSAL: tl.constexpr):
+    """First and one-past-last key of each group-local query ``q`` on one axis."""
+    if CAUSAL:
+        lead = tl.minimum((q // S) * S + (S - 1), Lg - 1)
+        start = tl.maximum(lead - (K - 1), 0)
+        end = tl.minimum(q + 1, Lg)
+    else:
+        LEFT: tl.constexpr = K // 2
+        RIGHT: tl.constexpr = K // 2 + K % 2 - 1
+        lead = tl.minimum((q // S) * S + S // 2, Lg - 1)
+        centre = tl.minimum(tl.maximum(lead, LEFT), Lg - 1 - RIGHT)
+        start = centre - LEFT
+        end = start + K
+    return start, end
+
+
+@triton.jit
+def _load_rows(X, desc_row, base_off, rows, stride_n, offs_d, pid_h, head_dim,
+               ROWS: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
+               USE_DESC: tl.constexpr):
+    """``ROWS`` consecutive token rows of one head: ``[ROWS, BLOCK_D]`` (zero-filled past head_dim)."""
+    if USE_DESC:
+        # TMA: a [ROWS, 1, BLOCK_D] box of the [tokens, heads, head_dim] view
+        x = X.load([desc_row, pid_h, 0]).reshape(ROWS, BLOCK_D)
+    else:
+        ptrs = X + base_off + rows[:, None] * stride_n + offs_d[None, :]
+        if EVEN_D:
+            x = tl.load(ptrs)
+        else:
+            x = tl.load(ptrs, mask=offs_d[None, :] < head_dim, other=0.0)
+    return x
+
+
+@triton.jit
+def _gna_fwd(
+    Q, K, V, O, TABLE, COUNTS,
+    stride_qb, stride_qn, stride_qh,
+    stride_kb, stride_kn, stride_kh,
+    stride_vb, stride_vn, stride_vh,
+    stride_ob, stride_on, stride_oh,
+    sm_scale_log2,
+    n_heads, head_dim, q_tokens, kv_tokens,
+    # per axis: true length (all groups), tiles per group, first table row
+    L0, L1, L2,
+    NQ0, NQ1, NQ2,
+    NKV0, NKV1, NKV2,
+    BASE0, BASE1, BASE2,
+    # per axis, compile-time: window, stride, dilation, causal, Q/KV tile extents
+    K0: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr,
+    S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr,
+    D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr,
+    C0: tl.constexpr, C1: tl.constexpr, C2: tl.constexpr,
+    QT0: tl.constexpr, QT1: tl.constexpr, QT2: tl.constexpr,
+    KT0: tl.constexpr, KT1: tl.constexpr, KT2: tl.constexpr,
+    BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr, USE_DESC: tl.constexpr,
+    COUNT: tl.constexpr, IEEE: tl.constexpr, DOT_F32: tl.constexpr,
+):
+    BLOCK_M: tl.constexpr = QT0 * QT1 * QT2
+    BLOCK_N: tl.constexpr = KT0 * KT1 * KT2
+    G: tl.constexpr = D0 * D1 * D2
+
+    pid_m = tl.program_id(0)
+    pid_bg = tl.program_id(1)
+    pid_h = tl.program_id(2)
+    bg64 = pid_bg.to(tl.int64)          # batch offsets can pass 2**31 elements
+
+    # dilation group (row-major over axes) and its true per-axis lengths ceil((L - g) / D)
+    g = pid_bg % G
+    g0 = g // (D1 * D2)
+    g1 = (g // D2) % D1
+    g2 = g % D2
+    Lg0 = (L0 - g0 + D0 - 1) // D0
+    Lg1 = (L1 - g1 + D1 - 1) // D1
+    Lg2 = (L2 - g2 + D2 - 1) // D2
+
+    # Q tile coordinates (row-major over axes)
+    m0 = pid_m // (NQ1 * NQ2)
+    m1 = (pid_m // NQ2) % NQ1
+    m2 = pid_m % NQ2
+
+    # this Q tile's row of each axis table: kv_lo, kv_n, full_lo, full_hi
+    r0 = TABLE + (BASE0 + g0 * NQ0 + m0) * 4
+    r1 = TABLE + (BASE1 + g1 * NQ1 + m1) * 4
+    r2 = TABLE + (BASE2 + g2 * NQ2 + m2) * 4
+    lo0 = tl.load(r0)
+    n0 = tl.load(r0 + 1)
+    flo0 = tl.load(r0 + 2)
+    fhi0 = tl.load(r0 + 3)
+    lo1 = tl.load(r1)
+    n1 = tl.load(r1 + 1)
+    flo1 = tl.load(r1 + 2)
+    fhi1 = tl.load(r1 + 3)
+    lo2 = tl.load(r2)
+    n2 = tl.load(r2 + 1)
+    flo2 = tl.load(r2 + 2)
+    fhi2 = tl.load(r2 + 3)
+
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+
+    # group-local coordinates of the Q tile's rows and their windows, per axis
+    q0 = m0 * QT0 + offs_m // (QT1 * QT2)
+    q1 = m1 * QT1 + (offs_m // QT2) % QT1
+    q2 = m2 * QT2 + offs_m % QT2
+    qs0, qe0 = _axis_window(q0, Lg0, K0, S0, C0)
+    qs1, qe1 = _axis_window(q1, Lg1, K1, S1, C1)
+    qs2, qe2 = _axis_window(q2, Lg2, K2, S2, C2)
+    # offsets of a KV tile's rows inside the tile, per axis
+    ko0 = offs_n // (KT1 * KT2)
+    ko1 = (offs_n // KT2) % KT1
+    ko2 = offs_n % KT2
+
+    q_row0 = pid_m * BLOCK_M
+    q = _load_rows(Q, pid_bg * q_tokens + q_row0, bg64 * stride_qb + pid_h * stride_qh,
+                   q_row0 + offs_m, stride_qn, offs_d, pid_h, head_dim,
+                   BLOCK_M, BLOCK_D, EVEN_D, USE_DESC)
+    io_dtype = q.dtype                       # inputs and output share one dtype
+    if DOT_F32:
+        q = q.to(tl.float32)
+    k_off = bg64 * stride_kb + pid_h * stride_kh
+    v_off = bg64 * stride_vb + pid_h * stride_vh
+
+    m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    visits = 0
+    masked = 0
+
+    # the visited KV tiles: the box lo[d] .. lo[d] + n[d] - 1, flattened (axis 2 fastest)
+    n12 = n1 * n2
+    for it in range(0, n0 * n12):
+        j0 = lo0 + it // n12
+        j1 = lo1 + (it // n2) % n1
+        j2 = lo2 + it % n2
+        kv_row0 = ((j0 * NKV1 + j1) * NKV2 + j2) * BLOCK_N
+        k = _load_rows(K, pid_bg * kv_tokens + kv_row0, k_off, kv_row0 + offs_n, stride_kn,
+                       offs_d, pid_h, head_dim, BLOCK_N, BLOCK_D, EVEN_D, USE_DESC)
+        v = _load_rows(V, pid_bg * kv_tokens + kv_row0, v_off, kv_row0 + offs_n, stride_vn,
+                       offs_d, pid_h, head_dim, BLOCK_N, BLOCK_D, EVEN_D, USE_DESC)
+        if DOT_F32:
+            # the CPU interpreter multiplies bf16 operands wrongly: upcast them (exact products)
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
+        if IEEE:
+            qk = tl.dot(q, tl.trans(k), input_precision="ieee")
+        else:
+            qk = tl.dot(q, tl.trans(k))
+        qk = qk * sm_scale_log2
+        # partial pair: outside the fully dense range on some axis (the host empties the
+        # full ranges when every visited pair must be masked)
+        partial = ((j0 < flo0) | (j0 >= fhi0) | (j1 < flo1) | (j1 >= fhi1)
+                   | (j2 < flo2) | (j2 >= fhi2))
+        if partial:
+            k0 = j0 * KT0 + ko0
+            k1 = j1 * KT1 + ko1
+            k2 = j2 * KT2 + ko2
+            keep = ((k0[None, :] >= qs0[:, None]) & (k0[None, :] < qe0[:, None])
+                    & (k1[None, :] >= qs1[:, None]) & (k1[None, :] < qe1[:, None])
+                    & (k2[None, :] >= qs2[:, None]) & (k2[None, :] < qe2[:, None]))
+            qk = tl.where(keep, qk, float("-inf"))
+            if COUNT:
+                masked += 1
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.math.exp2(qk - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        # P is rounded to the input dtype, as the tensor cores consume it
+        p_in = p.to(io_dtype)
+        if DOT_F32:
+            p_in = p_in.to(tl.float32)
+        if IEEE:
+            acc = acc * alpha[:, None] + tl.dot(p_in, v, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p_in, v)
+        m_i = m_new
+        if COUNT:
+            visits += 1
+
+    out = (acc / l_i[:, None]).to(io_dtype)
+    if USE_DESC:
+        O.store([pid_bg * q_tokens + q_row0, pid_h, 0], out.reshape(BLOCK_M, 1, BLOCK_D))
+    else:
+        o_ptrs = (O + bg64 * stride_ob + pid_h * stride_oh
+                  + (q_row0 + offs_m)[:, None] * stride_on + offs_d[None, :])
+        if EVEN_D:
+            tl.store(o_ptrs, out)
+        else:
+            tl.store(o_ptrs, out, mask=offs_d[None, :] < head_dim)
+    if COUNT:
+        c = COUNTS + ((pid_bg * tl.num_programs(0) + pid_m) * n_heads + pid_h) * 2
+        tl.store(c, visits)
+        tl.store(c + 1, masked)
+
+
+# Launch configs: (BLOCK_M, BLOCK_N, head-dim block) -> (num_warps, num_stages). A small explicit
+# table from a sweep on an H100 (Triton 3.6, fp16, head dim 128, pointer loads); no autotuning, so
+# the interpreter runs exactly one variant. Other shapes follow the rule in ``launch_config``.
+_CONFIGS: dict[tuple[int, int, int], tuple[int, int]] = {
+    (128, 64, 128): (4, 2),
+    (128, 128, 128): (8, 3),
+    (64, 64, 128): (4, 3),
+    (128, 64, 64): (4, 3),
+    (128, 128, 64): (8, 3),
+}
+
+
+def launch_config(block_m: int, block_n: int, block_d: int) -> tuple[int, int]:
+    """num_warps, num_stages for a tile shape (a fixed rule outside the table)."""
+    if (block_m, block_n, block_d) in _CONFIGS:
+        return _CONFIGS[(block_m, block_n, block_d)]
+    warps = 8 if block_m * block_d >= 128 * 128 else 4
+    stages = 2 if block_n * block_d >= 128 * 128 else 3
+    return warps, stages
+
+
+def _pow2(n: int) -> bool:
+    return n >= 1 and (n & (n - 1)) == 0
+
+
+def _descriptors_usable(*tensors: torch.Tensor) -> bool:
+    """TMA descriptors: on sm90+ (or the interpreter), with [BG, N, H, E] contiguous tensors."""
+    if not interpreted():
+        if not tensors[0].is_cuda or torch.cuda.get_device_capability(tensors[0].device)[0] < 9:
+            return False
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: F401
+    except ImportError:
+        return False
+    return all(t.is_contiguous() and (t.shape[3] * t.element_size()) % 16 == 0
+               and t.data_ptr() % 16 == 0 for t in tensors)
+
+
+class GNALaunch:
+    """One prepared kernel launch on token-permuted tensors ``[B * groups, tokens, H, E]``.
+
+    All host work (checks, table upload, descriptors, launch arguments) happens here once;
+    calling the object only launches the kernel, so it can be timed as it is.
+
+    ``table``: the packed plan table as int32 on the tensors' device (built from ``plan`` and
+    ``mask_all`` when omitted; a given table already says which pairs are masked). ``out`` (same shape as ``qp``) receives the output when given. ``counts`` (int32
+    ``[B * groups, q_tiles, H, 2]``) receives, per program, the KV tiles visited and how many of
+    them applied the element mask. ``use_desc``: load through TMA tensor descriptors instead of
+    plain pointer tiles (opt-in: on an H100 with Triton 3.6 they were not faster, and 128-token
+    KV tiles gave wrong results through them; see validate/data/README.md).
+    """
+
+    def __init__(self, qp: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, plan: KernelPlan,
+                 table: torch.Tensor | None = None, *, out: torch.Tensor | None = None,
+                 counts: torch.Tensor | None = None, mask_all: bool = False,
+                 sm_scale: float | None = None, use_desc: bool | None = None,
+                 num_warps: int | None = None, num_stages: int | None = None) -> None:
+        if qp.dtype not in _TORCH_TO_TL or kp.dtype != qp.dtype or vp.dtype != qp.dtype:
+            raise ValueError(f"q, k, v must share one dtype among fp16/bf16/fp32, "
+                             f"got {qp.dtype}/{kp.dtype}/{vp.dtype}")
+        a = plan.axes
+        BM, BN = plan.q_tile_size, plan.kv_tile_size
+        if not (_pow2(BM) and _pow2(BN)) or BM < 16 or BN < 16:
+            raise ValueError(f"tile sizes must be powers of two >= 16 tokens, got Q {BM} / KV {BN}")
+        if qp.dim() != 4 or kp.dim() != 4:
+            raise ValueError("permuted tensors are [batch * groups, tokens, heads, head_dim]")
+        BG, NQ, H, E = qp.shape
+        if NQ != plan.q_tiles * BM or kp.shape[1] != plan.kv_tiles * BN or kp.shape != vp.shape:
+            raise ValueError("permuted tensors do not match the plan's padded token counts")
+        if kp.shape[0] != BG or kp.shape[2] != H or kp.shape[3] != E:
+            raise ValueError("q, k, v must share batch, heads and head_dim (no GQA here)")
+        if any(t.stride(3) != 1 for t in (qp, kp, vp)):
+            raise ValueError("the head dimension must be contiguous")
+        if BG % plan.groups:
+            raise ValueError("the permuted batch must be a multiple of the dilation groups")
+        BLOCK_D = max(16, triton.next_power_of_2(E))
+        if table is None:
+            table = plan_table(plan, qp.device, mask_all)
+        if out is None:
+            out = torch.empty_like(qp)
+        if out.shape != qp.shape or out.dtype != qp.dtype or out.stride(3) != 1:
+            raise ValueError("out must match q's shape and dtype")
+        count = counts is not None
+        if count:
+            if tuple(counts.shape) != (BG, plan.q_tiles, H, 2) or counts.dtype != torch.int32:
+                raise ValueError(f"counts must be int32 [{BG}, {plan.q_tiles}, {H}, 2]")
+        else:
+            counts = table                        # unused dummy pointer
+        if use_desc is None:
+            use_desc = False
+        if use_desc and not _descriptors_usable(qp, kp, vp, out):
+            raise ValueError("tensor descriptors need contiguous 16-byte aligned tensors on sm90+")
+        warps, stages = launch_config(BM, BN, BLOCK_D)
+        warps = warps if num_warps is None else num_warps
+        stages = stages if num_stages is None else num_stages
+        dot_f32 = interpreted() and qp.dtype == torch.bfloat16
+        scale = (E ** -0.5 if sm_scale is None else sm_scale) * LOG2E
+        tensors = [qp, kp, vp, out]
+        if use_desc:
+            from triton.tools.tensor_descriptor import TensorDescriptor
+            tensors = [TensorDescriptor(t, [t.shape[0] * t.shape[1], H, E], [H * E, E, 1],
+                                        [rows, 1, BLOCK_D])
+                       for t, rows in zip(tensors, (BM, BN, BN, BM))]
+        self.out = out
+        self.counts = counts if count else None
+        self.use_desc = bool(use_desc)
+        self.grid = (plan.q_tiles, BG, H)
+        self.args = (
+            *tensors, table, counts,
+            qp.stride(0), qp.stride(1), qp.stride(2),
+            kp.stride(0), kp.stride(1), kp.stride(2),
+            vp.stride(0), vp.stride(1), vp.stride(2),
+            out.stride(0), out.stride(1), out.stride(2),
+            scale, H, E, NQ, kp.shape[1],
+            a[0].length, a[1].length, a[2].length,
+            a[0].q_tiles, a[1].q_tiles, a[2].q_tiles,
+            a[0].kv_tiles, a[1].kv_tiles, a[2].kv_tiles,
+            *plan.table_bases,
+        )
+        self.meta = dict(
+            K0=a[0].window, K1=a[1].window, K2=a[2].window,
+            S0=a[0].stride, S1=a[1].stride, S2=a[2].stride,
+            D0=a[0].dilation, D1=a[1].dilation, D2=a[2].dilation,
+            C0=a[0].causal, C1=a[1].causal, C2=a[2].causal,
+            QT0=a[0].q_tile, QT1=a[1].q_tile, QT2=a[2].q_tile,
+            KT0=a[0].kv_tile, KT1=a[1].kv_tile, KT2=a[2].kv_tile,
+            BLOCK_D=BLOCK_D, EVEN_D=(BLOCK_D == E), USE_DESC=bool(use_desc),
+            COUNT=count, IEEE=(qp.dtype == torch.float32 or dot_f32), DOT_F32=dot_f32,
+            num_warps=warps, num_stages=stages,
+        )
+
+    def __call__(self) -> torch.Tensor:
+        _gna_fwd[self.grid](*self.args, **self.meta)
+        return self.out
+
+
+def gna_forward_permuted(qp: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, plan: KernelPlan,
+                         table: torch.Tensor | None = None, **options) -> torch.Tensor:
+    """Run the kernel once on token-permuted tensors (options as :class:`GNALaunch`)."""
+    return GNALaunch(qp, kp, vp, plan, table, **options)()
+
+
+def plan_table(plan: KernelPlan, device, mask_all: bool = False) -> torch.Tensor:
+    """The packed int32 plan table on ``device``; ``mask_all`` empties every full range."""
+    packed = plan.packed_table(mask_all)
+    return torch.from_numpy(packed).to(device)

@@ -1,0 +1,199 @@
+"""Host-side bookkeeping for the Triton kernel: gnasim's static tile plan as small int32 tables.
+
+The kernel never reasons about tiles. For every axis, dilation group and Q tile on that axis it
+reads four numbers from a table built here:
+
+* ``kv_lo``   first KV tile (group-local tile index) the Q tile visits,
+* ``kv_n``    how many consecutive KV tiles it visits on this axis (gnasim's ``visited``),
+* ``full_lo``, ``full_hi``  the KV tiles ``[full_lo, full_hi)`` that every real query of the Q
+  tile attends completely on this axis (empty when the tile holds no real query).
+
+A (Q tile, KV tile) pair is fully dense iff it is fully dense on every axis, so the kernel skips
+the element mask exactly when ``full_lo[d] <= j[d] < full_hi[d]`` for all axes ``d``. The visited
+KV tiles are the box ``kv_lo[d] .. kv_lo[d] + kv_n[d] - 1`` (a Cartesian product over axes).
+
+The kernel is written for rank 3; lower ranks get leading singleton axes (length 1, window 1,
+tile 1), on which every query attends its one key.
+
+numpy only: no torch import here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gnasim.config import GNAConfig
+from gnasim.tiling import AxisPlan, axis_plan
+from gnasim.windows import group_lengths, window_end, window_start
+
+KERNEL_RANK = 3
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class KernelAxis:
+    """One axis as the kernel sees it (singleton axes pad rank up to 3)."""
+
+    length: int
+    window: int
+    stride: int
+    dilation: int
+    causal: bool
+    q_tile: int
+    kv_tile: int
+    q_tiles: int          # Q tiles per dilation group
+    kv_tiles: int         # KV tiles per dilation group
+    table: np.ndarray     # int32 (dilation, q_tiles, 4): kv_lo, kv_n, full_lo, full_hi
+
+    @property
+    def left(self) -> int:
+        return self.window // 2
+
+    @property
+    def right(self) -> int:
+        return self.window // 2 + self.window % 2 - 1
+
+
+def _full_range(Lg: int, plan: AxisPlan) -> tuple[np.ndarray, np.ndarray]:
+    """KV tiles every real query of each Q tile attends completely, as ``[lo, hi)`` tile indices."""
+    qt, kvt = plan.q_tile, plan.kv_tile
+    q0 = np.arange(plan.q_tiles_per_group, dtype=np.int64) * qt
+    real = np.clip(Lg - q0, 0, qt)
+    last = q0 + np.maximum(real, 1) - 1
+    # starts and ends are non-decreasing in the query: the intersection of the real queries'
+    # windows runs from the last real query's start to the first query's end.
+    inter_start = window_start(last, Lg, plan.window, plan.stride, plan.causal)
+    inter_end = window_end(q0, Lg, plan.window, plan.stride, plan.causal)
+    lo = _cdiv(inter_start, kvt)
+    hi = inter_end // kvt
+    empty = (real == 0) | (hi <= lo)
+    return np.where(empty, 0, lo), np.where(empty, 0, hi)
+
+
+def kernel_axis(plan: AxisPlan) -> KernelAxis:
+    """The kernel table of one axis, from gnasim's static :class:`AxisPlan`."""
+    if plan.mode != "static":
+        raise ValueError("the Triton kernel runs token-permuted data: it needs a static KV tiling plan")
+    D, nq = plan.dilation, plan.q_tiles_per_group
+    table = np.zeros((D, nq, 4), dtype=np.int64)
+    lengths = group_lengths(plan.length, D)
+    # (a plan may store one row for identical groups: broadcast to one row per group)
+    kv_first = np.broadcast_to(plan.kv_first, (D, nq))
+    visited = np.broadcast_to(plan.visited, (D, nq))
+    for g in range(D):
+        lo, hi = _full_range(int(lengths[g]), plan)
+        table[g, :, 0] = kv_first[g] // plan.kv_tile
+        table[g, :, 1] = visited[g]
+        table[g, :, 2] = lo
+        table[g, :, 3] = hi
+    # our full ranges must agree with the simulator's count of fully dense tiles
+    counted = np.maximum(table[..., 3] - table[..., 2], 0)
+    if not np.array_equal(counted, np.broadcast_to(plan.full, (D, nq))):
+        raise AssertionError(f"full-tile ranges disagree with gnasim's plan on axis {plan}")
+    return KernelAxis(plan.length, plan.window, plan.stride, plan.dilation, plan.causal,
+                      plan.q_tile, plan.kv_tile, nq, plan.kv_tiles_per_group,
+                      table.astype(np.int32))
+
+
+def _singleton_axis() -> KernelAxis:
+    return KernelAxis(1, 1, 1, 1, False, 1, 1, 1, 1, np.array([[[0, 1, 0, 1]]], dtype=np.int32))
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """Everything the kernel launch needs that does not depend on the tensors."""
+
+    config: GNAConfig
+    axes: tuple[KernelAxis, ...]          # always KERNEL_RANK axes, leading singletons first
+    rank: int                             # the problem's own rank
+
+    @property
+    def q_tile_size(self) -> int:
+        return int(np.prod([a.q_tile for a in self.axes]))
+
+    @property
+    def kv_tile_size(self) -> int:
+        return int(np.prod([a.kv_tile for a in self.axes]))
+
+    @property
+    def q_tiles(self) -> int:
+        """Q tiles per dilation group (programs along grid axis 0)."""
+        return int(np.prod([a.q_tiles for a in self.axes]))
+
+    @property
+    def kv_tiles(self) -> int:
+        return int(np.prod([a.kv_tiles for a in self.axes]))
+
+    @property
+    def groups(self) -> int:
+        return int(np.prod([a.dilation for a in self.axes]))
+
+    @property
+    def fully_block_sparse(self) -> bool:
+        """No visited pair needs the element mask (every pair full on every axis)."""
+        for a in self.axes:
+            t = a.table
+            if not np.all((t[..., 2] == t[..., 0]) & (t[..., 3] == t[..., 0] + t[..., 1])):
+                return False
+        return True
+
+    def packed_table(self, mask_all: bool = False) -> np.ndarray:
+        """All axis tables in one int32 array ``(rows, 4)``, axis after axis (see ``table_bases``).
+
+        With ``mask_all`` every full range is emptied, so the kernel masks every visited pair.
+        """
+        rows = [a.table.reshape(-1, 4) for a in self.axes]
+        packed = np.concatenate(rows, axis=0).copy()
+        if mask_all:
+            packed[:, 2:] = 0
+        return np.ascontiguousarray(packed, dtype=np.int32)
+
+    @property
+    def table_bases(self) -> tuple[int, int, int]:
+        """First row of each axis in :meth:`packed_table`."""
+        bases, at = [], 0
+        for a in self.axes:
+            bases.append(at)
+            at += a.table.shape[0] * a.table.shape[1]
+        return tuple(bases)
+
+    def expected_visits(self) -> np.ndarray:
+        """KV tiles visited per program, shape ``(groups, q_tiles)`` in the kernel's order.
+
+        Groups and Q tiles are both row-major over the axes (axis 0 slowest).
+        """
+        out = np.ones((1, 1), dtype=np.int64)
+        for a in self.axes:
+            v = a.table[..., 1].astype(np.int64)            # (D, nq)
+            out = np.einsum("ab,cd->acbd", out, v).reshape(out.shape[0] * v.shape[0], -1)
+        return out
+
+    def expected_partial(self, mask_all: bool = False) -> np.ndarray:
+        """Visited pairs that apply the element mask, per program, same shape as above."""
+        visits = self.expected_visits()
+        if mask_all:
+            return visits
+        full = np.ones((1, 1), dtype=np.int64)
+        for a in self.axes:
+            f = np.maximum(a.table[..., 3] - a.table[..., 2], 0).astype(np.int64)
+            full = np.einsum("ab,cd->acbd", full, f).reshape(full.shape[0] * f.shape[0], -1)
+        return visits - full
+
+
+def kernel_plan(config: GNAConfig) -> KernelPlan:
+    """Build the kernel tables of a config whose tiles are set (static KV tiling)."""
+    if not config.has_tiles:
+        raise ValueError("q_tile/kv_tile: the kernel needs tile shapes")
+    if config.rank > KERNEL_RANK:
+        raise ValueError(f"input_size: the kernel supports ranks 1 to {KERNEL_RANK}, got {config.rank}")
+    axes = [kernel_axis(axis_plan(config.input_size[d], config.window_size[d], config.stride[d],
+                                  config.dilation[d], config.causal[d], config.q_tile[d],
+                                  config.kv_tile[d], "static"))
+            for d in range(config.rank)]
+    axes = [_singleton_axis()] * (KERNEL_RANK - config.rank) + axes
+    return KernelPlan(config, tuple(axes), config.rank)
