@@ -177,6 +177,78 @@ class Kernel(BaseModel):
         return None
 
 
+# -- runtime model parameters (the optional [model] section of a profile) ----------------------
+MaskingPolicy = Literal["all-or-none", "partial-only", "all"]
+Schedule = Literal["non-persistent", "persistent"]
+
+
+class KernelModel(BaseModel):
+    """Efficiency parameters of one attention implementation on one GPU (``[model.kernels.NAME]``).
+
+    The name is a kernel of the profile (``hopper-fna``), or another implementation measured on the
+    GPU: a dense baseline (``cudnn-sdpa``: give ``dense_tile``) or a GNA kernel the profile does
+    not list (give ``masking`` and ``kv_tiling``). Every field is physically bounded; the defaults
+    are uncalibrated first guesses (``gnasim calibrate`` fits them to measurements).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    aliases: list[str] = Field(default_factory=list)    # implementation names in measurement files
+    description: str = ""
+    dense_tile: str | None = None       # "Q/KV" rows per CTA when it runs self attention (flat)
+    dense_only: bool = False            # runs self attention only (cuDNN, FlashAttention)
+    schedule: Schedule | None = None    # None: from the tile set (non-persistent unless stated)
+    masking: MaskingPolicy | None = None        # for kernels the profile does not list
+    kv_tiling: Literal["static", "dynamic"] | None = None
+    token_permute: bool | None = None
+    # fraction of the dense tensor-core peak (datasheet clock) reached by the MMA of one tile
+    tensor_efficiency: float = Field(0.6, gt=0.0, le=1.0)
+    # FP32-lane operations per score element besides its exp2 (scale, max, sum, convert)
+    softmax_ops_per_element: float = Field(4.0, ge=0.0, le=64.0)
+    # extra FP32-lane operations per score element of a masked tile (coordinates, compares)
+    mask_ops_per_element: float = Field(12.0, ge=0.0, le=256.0)
+    # fixed time per CTA (Q load, pipeline fill, epilogue) not hidden behind the main loop
+    cta_overhead_us: float = Field(1.0, ge=0.0, le=100.0)
+    # share of HBM bandwidth the kernel's own K/V and Q/O traffic reaches
+    memory_efficiency: float = Field(0.8, gt=0.0, le=1.0)
+    # p of the p-norm that overlaps tensor, softmax and load time in a tile (1: none, large: full)
+    overlap_sharpness: float = Field(4.0, ge=1.0, le=64.0)
+    # share of HBM bandwidth reached by this implementation's token permute / pad copies
+    permute_bandwidth_share: float = Field(0.35, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "KernelModel":
+        if self.dense_tile is not None:
+            q, kv = parse_tile_pair(self.dense_tile)
+            if len(q) != 1:
+                raise ValueError(f"dense_tile '{self.dense_tile}' must be one-dimensional (rows)")
+        if self.dense_only and self.dense_tile is None:
+            raise ValueError("a dense_only kernel needs dense_tile")
+        return self
+
+    def dense_rows(self) -> tuple[int, int] | None:
+        if self.dense_tile is None:
+            return None
+        q, kv = parse_tile_pair(self.dense_tile)
+        return q[0], kv[0]
+
+
+class RuntimeModel(BaseModel):
+    """The ``[model]`` section: GPU-wide runtime parameters and per-implementation efficiencies."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    baseline: str | None = None         # dense implementation speedups are measured against
+    # fixed time per kernel launch on the device (ramp-up, tail, launch gap)
+    launch_latency_us: float = Field(4.0, ge=0.0, le=1000.0)
+    # clock under sustained load, as a fraction of clock_ghz (power / thermal limit)
+    sustained_clock_fraction: float = Field(0.85, ge=0.3, le=1.0)
+    # how fast the clock falls to the sustained clock as a kernel keeps running
+    clock_time_constant_ms: float = Field(10.0, gt=0.0, le=100000.0)
+    kernels: dict[str, KernelModel] = Field(default_factory=dict)
+    calibration: dict[str, str | int | float] = Field(default_factory=dict)  # provenance only
+
+
 class HardwareProfile(BaseModel):
     """A GPU: its compute, memory and on-chip facts, and the attention kernels it runs."""
 
@@ -201,6 +273,7 @@ class HardwareProfile(BaseModel):
     default_kernel: str
     kernels: list[Kernel]
     sources: list[str] = Field(default_factory=list)
+    model: RuntimeModel | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "HardwareProfile":
@@ -210,6 +283,18 @@ class HardwareProfile(BaseModel):
         for dtype, tf in self.tensor_tflops.items():
             if tf <= 0:
                 raise ValueError(f"tensor_tflops.{dtype} must be > 0")
+        if self.model is not None:
+            for key, km in self.model.kernels.items():
+                if key in names or km.dense_tile is not None:
+                    continue
+                if km.masking is None or km.kv_tiling is None:
+                    raise ValueError(
+                        f"model.kernels.{key}: not a kernel of this profile, so it needs "
+                        "dense_tile (a dense kernel) or masking and kv_tiling (a GNA kernel)")
+            base = self.model.baseline
+            if base is not None and base in self.model.kernels \
+                    and self.model.kernels[base].dense_tile is None and base not in names:
+                raise ValueError(f"model.baseline: '{base}' has no dense_tile")
         return self
 
     def kernel(self, name: str | None = None) -> Kernel:

@@ -61,9 +61,25 @@ def render_prediction(result, histogram: bool = False) -> None:
     t.add_row("FLOPs useful", _fmt_flops(d["flops_useful"]), "attended pairs")
     t.add_row("FLOPs computed", _fmt_flops(d["flops_computed"]),
               f"{d['flops_wasted'] / max(d['flops_computed'], 1):.1%} wasted in partial tiles")
-    for key, label in (("predicted_time_ms", "predicted kernel time"),):
-        if key in d:
-            t.add_row(label, f"{d[key]:.3f} ms", "")
+    if "predicted_time_ms" in d:
+        t.add_section()
+        f = d["speedup_factors"]
+        t.add_row("predicted kernel time", f"{d['predicted_time_ms']:.4g} ms",
+                  f"bound: {d['bound']}; {d['predicted_ctas']:,} CTAs = {d['predicted_waves']:.2f} x SMs")
+        t.add_row("predicted permute time", f"{d['predicted_permute_ms']:.4g} ms",
+                  "token permutation / padding copies" if d["predicted_permute_ms"] else "none needed")
+        t.add_row("predicted dense time", f"{d['predicted_dense_time_ms']:.4g} ms",
+                  f"baseline {d['baseline']}, bound: {d['dense_bound']}")
+        t.add_row("predicted speedup", f"{d['predicted_speedup']:.3f}x",
+                  f"{d['predicted_speedup_with_permute']:.3f}x with permutation")
+        t.add_row("masked tiles", f"{d['masked_tile_pairs']:,}",
+                  f"a masked tile costs {d['mask_cost_factor']:.2f}x an unmasked one "
+                  f"({d['masked_tile_time_us']:.3g} vs {d['tile_time_us']:.3g} us)")
+        t.add_row("tile bound -> prediction", " ".join(f"{f[k]:.2f}" for k in f),
+                  "x " + ", ".join(f) + " (factors)")
+        if "e2e_predicted_speedup" in d:
+            t.add_row("end-to-end (predicted)", f"{d['e2e_predicted_speedup']:.3f}x",
+                      "Amdahl with the predicted speedup (with permutation)")
     con.print(t)
     if histogram:
         h = Table(title="KV tiles visited per Q tile", title_justify="left", min_width=40)

@@ -26,6 +26,7 @@ class SimulationResult:
     full_attention_steps: int = 0
     total_steps: int | None = None
     notes: tuple[str, ...] = field(default=())
+    runtime: Any = None   # a cost.RuntimePrediction when a hardware profile was given
 
     # -- FLOPs --------------------------------------------------------------------------------
     def _flops(self, pairs: int) -> int:
@@ -115,7 +116,11 @@ class SimulationResult:
             out["attention_fraction"] = self.attention_fraction
             out["e2e_flop_speedup"] = self.e2e(self.flop_speedup)
             out["e2e_tile_speedup"] = self.e2e(self.tile_speedup)
-        out["notes"] = list(self.notes)
+        if self.runtime is not None:
+            out.update(self.runtime.to_dict())
+            if self.attention_fraction is not None:
+                out["e2e_predicted_speedup"] = self.e2e(self.runtime.speedup_with_permute)
+        out["notes"] = list(self.notes) + (list(self.runtime.notes) if self.runtime else [])
         return out
 
 
@@ -168,7 +173,16 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
     if attention_fraction is not None:
         amdahl(1.0, attention_fraction, full_attention_steps, total_steps)  # validates the inputs
     plan, dense_plan = tile_plans([config, config.dense()], mode)
+    runtime = None
+    if profile is not None:
+        from .cost import predict_runtime
+        from .errors import GnasimError
+        try:
+            runtime = predict_runtime(config, plan, dense_plan, profile, kern.name)
+        except GnasimError as err:
+            notes.append(f"no runtime prediction: {err}")
     return SimulationResult(config, plan, dense_plan,
                             profile.name if profile is not None else None,
                             kern.name if kern is not None else None,
-                            attention_fraction, full_attention_steps, total_steps, tuple(notes))
+                            attention_fraction, full_attention_steps, total_steps, tuple(notes),
+                            runtime)

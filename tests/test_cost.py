@@ -1,0 +1,224 @@
+"""The runtime model: physical floors, monotonicity, masking policy, permutation, schema bounds."""
+
+import math
+import statistics
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gnasim.calibrate import to_toml
+from gnasim.cli import app, join_multi_values
+from gnasim.config import GNAConfig
+from gnasim.cost import (Rates, dense_launch_shape, kernel_time, launch_for, permute_bytes,
+                         resolve_kernel, runtime_model)
+from gnasim.errors import ConfigError, HardwareProfileError
+from gnasim.hardware import KernelModel, _load_file, load_profile, load_profiles
+from gnasim.simulate import simulate
+from gnasim.tiling import tile_plan
+
+PROFILES = Path(__file__).resolve().parents[1] / "hardware_profiles"
+
+CASES = [
+    dict(input_size=32768, window_size=2048, stride=1, q_tile=128, kv_tile=128),
+    dict(input_size=32768, window_size=2048, stride=2048, q_tile=128, kv_tile=128),
+    dict(input_size="256x256", window_size="80x80", stride="16x16", q_tile="16x8", kv_tile="16x8", heads=24),
+    dict(input_size="30x48x80", window_size="18x24x24", q_tile="2x8x8", kv_tile="2x8x8", heads=24),
+    dict(input_size="30x48x80", window_size="18x24x24", stride="16x8x8", dilation="1x2x1",
+         q_tile="2x8x8", kv_tile="2x8x8", heads=8),
+    dict(input_size="64x64", window_size="16x16", causal="1 0", q_tile="16x8", kv_tile="16x8", heads=4),
+    dict(input_size=1000, window_size=37, stride=5, q_tile=64, kv_tile=128, batch=3, heads=2),
+    dict(input_size=8192, window_size=8192, causal=True, q_tile=128, kv_tile=128),
+]
+
+
+def _sim(profile, **kw):
+    return simulate(GNAConfig(**kw), profile)
+
+
+@pytest.mark.parametrize("profile", ["a100", "h100", "h200", "b200", "b300"])
+def test_nothing_beats_the_flop_peak_floor(profile):
+    hw = load_profile(profile)
+    for case in CASES:
+        r = _sim(hw, **case)
+        rt = r.runtime
+        assert rt is not None, r.notes
+        peak = hw.tensor_flops(r.config.dtype)
+        # the GNA kernel computes every visited tile; the dense kernel the whole self attention
+        assert rt.time_ms * 1e-3 >= r.flops_computed / peak
+        assert rt.dense.time_ms * 1e-3 >= r.flops_dense / peak
+        assert rt.dense.time_ms > 0 and rt.permute_ms >= 0
+        assert 0 < rt.gna.clock_fraction <= 1.0
+        assert rt.gna.bound in ("tensor", "exp", "memory", "latency")
+        # the explanation chain multiplies out to the predictions
+        prod_factors = math.prod(rt.factors[k] for k in ("waves", "masking", "overheads", "clock",
+                                                        "baseline"))
+        assert rt.speedups["tile_bound"] * prod_factors == pytest.approx(rt.speedup, rel=1e-9)
+        assert rt.speedups["permute"] == pytest.approx(rt.speedup_with_permute, rel=1e-9)
+
+
+def test_every_shipped_efficiency_is_physical():
+    for hw in load_profiles():
+        rm = runtime_model(hw)
+        assert 0.3 <= rm.sustained_clock_fraction <= 1.0
+        for name, km in rm.kernels.items():
+            assert 0 < km.tensor_efficiency <= 1.0, (hw.name, name)
+            assert 0 < km.memory_efficiency <= 1.0
+            assert 0 < km.permute_bandwidth_share <= 1.0
+            assert km.softmax_ops_per_element >= 0 and km.mask_ops_per_element >= 0
+            assert km.cta_overhead_us >= 0
+
+
+def test_schema_rejects_unphysical_values(tmp_path):
+    data = tomllib.loads(PROFILES.joinpath("h100.toml").read_text())
+    data["model"]["kernels"]["hopper-fna"]["tensor_efficiency"] = 1.2
+    bad = tmp_path / "x.toml"
+    bad.write_text(to_toml(data))
+    with pytest.raises(HardwareProfileError, match="model.kernels.hopper-fna.tensor_efficiency"):
+        _load_file.__wrapped__(bad)
+    data["model"]["kernels"]["hopper-fna"]["tensor_efficiency"] = 0.7
+    data["model"]["sustained_clock_fraction"] = 1.5
+    bad.write_text(to_toml(data))
+    with pytest.raises(HardwareProfileError, match="model.sustained_clock_fraction"):
+        _load_file.__wrapped__(bad)
+    with pytest.raises(ValueError):
+        KernelModel(permute_bandwidth_share=0.0)
+    with pytest.raises(ValueError):
+        KernelModel(mask_ops_per_element=-1)
+
+
+def test_model_entry_for_unknown_kernel_needs_its_behaviour(tmp_path):
+    src = PROFILES.joinpath("b200.toml").read_text()
+    p = tmp_path / "b200x.toml"
+    p.write_text(src + "\n[model.kernels.mystery]\ntensor_efficiency = 0.5\n")
+    with pytest.raises(HardwareProfileError, match="model.kernels.mystery"):
+        _load_file.__wrapped__(p)
+
+
+def test_masking_policies_follow_the_kernel():
+    hw = load_profile("h100")
+    na = GNAConfig(input_size=32768, window_size=2048, q_tile=128, kv_tile=128)
+    blocked = na.replace(stride=2048)
+    plan_na, plan_bl = tile_plan(na), tile_plan(blocked)
+    allnone = resolve_kernel(hw, "hopper-fna")
+    flex = resolve_kernel(hw, "hopper-fna", masking="partial")
+    s_all = launch_for(na, hw, "natten-hopper-fna").shape
+    assert s_all.mask_all and s_all.masked_pairs == plan_na.tile_pairs_visited
+    s_part = launch_for(na, hw, "hopper-fna", masking="partial").shape
+    assert not s_part.mask_all and s_part.masked_pairs == plan_na.tile_pairs_partial
+    s_bl = launch_for(blocked, hw, "hopper-fna").shape
+    assert s_bl.masked_pairs == 0 and plan_bl.fully_block_sparse
+    rm, rates = runtime_model(hw), Rates.of(hw, "fp16")
+    t_all = kernel_time(s_all, allnone.model, rm, rates)
+    t_part = kernel_time(s_part, flex.model, rm, rates)
+    t_bl = kernel_time(s_bl, allnone.model, rm, rates)
+    assert t_bl.time_ms < t_part.time_ms < t_all.time_ms
+    assert t_all.masked_tile_us > t_all.tile_us
+
+
+def test_monotone_in_window_heads_and_efficiency():
+    hw = load_profile("h100")
+    times = [_sim(hw, input_size="128x128", window_size=f"{w}x{w}", q_tile="16x8", kv_tile="16x8",
+                  heads=8).runtime.time_ms for w in (8, 16, 32, 64, 96, 128)]
+    assert times == sorted(times)
+    heads = [_sim(hw, input_size=16384, window_size=1024, q_tile=128, kv_tile=128,
+                  heads=h).runtime.time_ms for h in (1, 2, 8, 32, 128)]
+    assert heads == sorted(heads)
+    cfg = GNAConfig(input_size="30x48x80", window_size="18x24x24", q_tile="2x8x8", kv_tile="2x8x8",
+                    heads=24)
+    launch = launch_for(cfg, hw, "hopper-fna")
+    rm, rates = runtime_model(hw), Rates.of(hw, "fp16")
+    effs = [kernel_time(launch.shape, launch.kernel.model.model_copy(update={"tensor_efficiency": e}),
+                        rm, rates).time_ms for e in (0.2, 0.4, 0.6, 0.8, 1.0)]
+    assert effs == sorted(effs, reverse=True)
+    masks = [kernel_time(launch.shape, launch.kernel.model.model_copy(
+        update={"mask_ops_per_element": m}), rm, rates).time_ms for m in (0, 10, 40, 160)]
+    assert masks == sorted(masks)
+
+
+def test_waves_quantise_and_launch_latency_floors_tiny_problems():
+    hw = load_profile("h100")
+    rm, rates = runtime_model(hw), Rates.of(hw, "fp16")
+    km = resolve_kernel(hw, "hopper-fna").model
+    one = lambda h: kernel_time(launch_for(GNAConfig(input_size=8192, window_size=8192,
+                                                     q_tile=128, kv_tile=128, heads=h), hw,
+                                           "hopper-fna").shape, km, rm, rates)
+    a, b, c = one(2), one(3), one(4)          # 128, 192, 256 CTAs of 64 tiles on 132 SMs
+    assert a.waves < 1 < b.waves < c.waves <= 2
+    assert c.time_ms == pytest.approx(b.time_ms, rel=0.01)    # the same two waves
+    assert b.time_ms > 1.8 * a.time_ms
+    tiny = _sim(hw, input_size=64, window_size=8, q_tile=64, kv_tile=64).runtime
+    assert tiny.gna.bound == "latency"
+    assert tiny.time_ms >= rm.launch_latency_us * 1e-3
+
+
+def test_permutation_bytes():
+    one_d = GNAConfig(input_size=32768, window_size=2048, q_tile=128, kv_tile=128, heads=2)
+    assert permute_bytes(one_d, tile_plan(one_d)) == 0
+    padded = GNAConfig(input_size=1000, window_size=64, q_tile=128, kv_tile=128)
+    assert permute_bytes(padded, tile_plan(padded)) > 0
+    dilated = GNAConfig(input_size=4096, window_size=64, dilation=2, q_tile=128, kv_tile=128)
+    assert permute_bytes(dilated, tile_plan(dilated)) > 0
+    two = GNAConfig(input_size="256x256", window_size="80x80", q_tile="16x8", kv_tile="16x8",
+                    heads=24)
+    # Q, K, V read and written, O read and written: 8 copies of 65536 x 24 x 128 fp16 values
+    assert permute_bytes(two, tile_plan(two)) == 8 * 65536 * 24 * 128 * 2
+    r = simulate(two, "h100").runtime
+    assert r.permute_ms > 0 and r.speedup_with_permute < r.speedup
+
+
+def test_dense_baselines():
+    hw = load_profile("b200")
+    cfg = GNAConfig(input_size=32768, window_size=2048, q_tile=256, kv_tile=128)
+    rk = resolve_kernel(hw, "cudnn-sdpa")
+    assert rk.dense_only and rk.dense_rows == (256, 128)
+    shape = dense_launch_shape(cfg, rk)
+    assert shape.ctas == 128 and shape.masked_pairs == 0
+    causal = dense_launch_shape(cfg.replace(causal=True), rk)
+    # a 256-row Q tile on the diagonal meets two 128-row KV tiles that need the causal mask
+    assert causal.masked_pairs == 2 * 128 and causal.tile_pairs < shape.tile_pairs
+    assert dense_launch_shape(GNAConfig(input_size="32x32", window_size=8, causal="1 1"), rk) is None
+    r = _sim(hw, input_size="32x32", window_size=8, causal="1 1", q_tile="16x16", kv_tile="16x8")
+    assert "window = layout is the baseline" in " ".join(r.to_dict()["notes"])
+    with pytest.raises(ConfigError, match="window"):
+        launch_for(cfg, hw, "cudnn-sdpa")
+    with pytest.raises(HardwareProfileError, match="implementation"):
+        resolve_kernel(hw, "no-such-kernel")
+
+
+def test_predict_json_and_table_carry_the_runtime():
+    runner = CliRunner()
+    res = runner.invoke(app, join_multi_values(
+        ["predict", "-i", "32768", "-w", "2048", "--q-tile", "128", "--kv-tile", "128",
+         "--format", "json"]))
+    assert res.exit_code == 0, res.output
+    d = __import__("json").loads(res.stdout)
+    for key in ("predicted_time_ms", "predicted_dense_time_ms", "predicted_permute_ms",
+                "predicted_speedup", "predicted_speedup_with_permute", "bound"):
+        assert key in d
+    assert d["predicted_speedup"] == pytest.approx(d["predicted_dense_time_ms"] / d["predicted_time_ms"])
+    assert d["predicted_speedup"] < d["tile_speedup"]
+    table = runner.invoke(app, join_multi_values(
+        ["predict", "-i", "64", "64", "-w", "16", "16", "--hardware", "b200"]))
+    assert table.exit_code == 0 and "predicted speedup" in table.stdout
+    bare = simulate(GNAConfig(input_size=64, window_size=8, q_tile=16, kv_tile=16)).to_dict()
+    assert "predicted_time_ms" not in bare
+
+
+def test_unsupported_dtype_is_a_note_not_a_crash():
+    r = _sim("a100", input_size=4096, window_size=256, dtype="fp8", q_tile=64, kv_tile=64)
+    assert r.runtime is None and any("no runtime prediction" in n for n in r.notes)
+
+
+def test_a_3d_prediction_stays_fast():
+    cfg = GNAConfig(input_size="30x48x80", window_size="18x24x24", heads=24)
+    simulate(cfg, "h100")
+    best = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(40):
+            simulate(cfg, "h100").to_dict()
+        best.append((time.perf_counter() - t) / 40)
+    assert min(best) < 1e-3, f"{statistics.median(best) * 1e3:.2f} ms per prediction"
