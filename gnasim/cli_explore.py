@@ -232,7 +232,7 @@ def recommend(
                                      full_attention_steps, total_steps))
     if fmt == OutputFormat.json:
         records = []
-        for rank, searches in enumerate(results):
+        for searches in results:
             for s in searches:
                 for rec in s.records():
                     if target_sparsity is not None:

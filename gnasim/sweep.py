@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .bounds import effective_fraction
-from .config import GNAConfig, parse_ints
+from .config import GNAConfig
 from .errors import ConfigError, GnasimError
 from .hardware import format_tile, load_profile, parse_tile_pair
 from .fast_path import natten_fast_path
