@@ -45,7 +45,8 @@ def predict(
 
     cfg = build_config(input_size, window_size, stride, dilation, causal, batch_size, heads,
                        heads_kv, dim, dim_value, dtype, q_tile, kv_tile)
-    result = simulate(cfg, hardware, kernel=kernel, kv_tiling=kv_tiling,
+    profile = None if hardware.strip().lower() == "none" else hardware
+    result = simulate(cfg, profile, kernel=kernel, kv_tiling=kv_tiling,
                       attention_fraction=attention_fraction,
                       full_attention_steps=full_attention_steps, total_steps=total_steps)
     if fmt == OutputFormat.json:

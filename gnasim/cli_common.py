@@ -102,7 +102,8 @@ DimValue = typer.Option(None, "--dim-value", help="Head dim of V; default: --dim
 Dtype = typer.Option("fp16", "--dtype", help="fp16, bf16, fp32 or fp8.")
 QTile = typer.Option(None, "--q-tile", help="Q tile shape per axis; default: the kernel's.")
 KVTile = typer.Option(None, "--kv-tile", help="KV tile shape per axis; default: the kernel's.")
-Hardware = typer.Option("h100", "--hardware", help="Hardware profile name or path to a .toml file.")
+Hardware = typer.Option(
+    "h100", "--hardware", help="Hardware profile name, path to a .toml file, or none (explicit tiles).")
 KernelOpt = typer.Option(None, "--kernel", "--backend", help="Kernel of the profile (default: its first).")
 KVTiling = typer.Option(None, "--kv-tiling", help="static or dynamic (default: the kernel's).")
 Format = typer.Option(OutputFormat.table, "--format", help="table for people, json for scripts.")

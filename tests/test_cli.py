@@ -102,3 +102,11 @@ def test_histogram_in_json():
     res = run("predict", "-i", "16", "-w", "5", "-s", "2", "--q-tile", "4", "--kv-tile", "4",
               "--histogram", "--format", "json")
     assert json.loads(res.stdout)["kv_tiles_visited_histogram"] == {"2": 2, "3": 2}
+
+
+def test_predict_without_hardware():
+    d = json.loads(run("predict", "-i", "16", "-w", "5", "--hardware", "none", "--q-tile", "4",
+                       "--kv-tile", "4", "--format", "json").stdout)
+    assert d["hardware"] is None and "predicted_time_ms" not in d
+    res = run("predict", "-i", "16", "-w", "5", "--hardware", "none")
+    assert res.exit_code == 2 and "give both tile shapes" in res.stderr
