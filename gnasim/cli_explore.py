@@ -12,7 +12,10 @@ from typing import Any, List, Optional
 
 import typer
 
-from .cli_common import Format, OutputFormat, guarded, print_json
+from .cli_common import (
+    Causal, Dilation, Dtype, Format, Hardware, KernelOpt, KVTile, KVTiling, OutputFormat, QTile,
+    guarded, print_json,
+)
 from .errors import ConfigError
 
 # -- shared options (the predict flags, here repeatable or optional) -----------------------------
@@ -65,7 +68,7 @@ def sweep(
                                  "Default h100."),
     kernel: Optional[str] = typer.Option(None, "--kernel", "--backend",
                                          help="Kernels of each profile, or 'all' (default: its default)."),
-    kv_tiling: Optional[str] = typer.Option(None, "--kv-tiling", help="static or dynamic (default: the kernel's)."),
+    kv_tiling: Optional[str] = KVTiling,
     dim: Optional[str] = typer.Option(None, "-d", "--dim", help="Head dims, e.g. -d 64 128 (default 128)."),
     dim_value: Optional[int] = typer.Option(None, "--dim-value", help="Head dim of V (default: --dim)."),
     batch_size: Optional[int] = typer.Option(None, "-b", "--batch-size", help="Batch size (default 1)."),
@@ -187,15 +190,15 @@ def recommend(
     input_size: str = typer.Option(..., "-i", "--input-size", help="Token layout, e.g. -i 30 48 80."),
     window_size: Optional[str] = typer.Option(
         None, "-w", "--window-size", help="Window per axis (optional with --target-sparsity)."),
-    dilation: str = typer.Option("1", "--dilation", help="Dilation per axis."),
-    causal: str = typer.Option("0", "-c", "--causal", help="Causal flag per axis."),
-    q_tile: Optional[str] = typer.Option(None, "--q-tile", help="Q tile per axis; default: the kernel's."),
-    kv_tile: Optional[str] = typer.Option(None, "--kv-tile", help="KV tile per axis; default: the kernel's."),
-    hardware: str = typer.Option("h100", "--hardware", help="Profile name or .toml path; 'none' with explicit tiles."),
-    kernel: Optional[str] = typer.Option(None, "--kernel", "--backend", help="Kernel of the profile."),
-    kv_tiling: Optional[str] = typer.Option(None, "--kv-tiling", help="static or dynamic (default: the kernel's)."),
+    dilation: str = Dilation,
+    causal: str = Causal,
+    q_tile: Optional[str] = QTile,
+    kv_tile: Optional[str] = KVTile,
+    hardware: str = Hardware,
+    kernel: Optional[str] = KernelOpt,
+    kv_tiling: Optional[str] = KVTiling,
     dim: int = typer.Option(128, "-d", "--dim", help="Head dim (selects the kernel's tile shapes)."),
-    dtype: str = typer.Option("fp16", "--dtype", help="fp16, bf16, fp32 or fp8."),
+    dtype: str = Dtype,
     all_tiles: bool = typer.Option(False, "--all-tiles", help="Search every tile shape the kernel ships."),
     target_sparsity: Optional[float] = typer.Option(
         None, "--target-sparsity", help="Propose windows (multiples of the KV tile) near this sparsity."),
@@ -339,13 +342,13 @@ def plot(
     window_size: Optional[str] = typer.Option(None, "-w", "--window-size",
                                               help="Window per axis (not needed for sparsity)."),
     stride: str = typer.Option("1", "-s", "--stride", help="Stride per axis (tile-map; other axes of stride-heatmap)."),
-    dilation: str = typer.Option("1", "--dilation", help="Dilation per axis."),
-    causal: str = typer.Option("0", "-c", "--causal", help="Causal flag per axis."),
-    q_tile: Optional[str] = typer.Option(None, "--q-tile", help="Q tile per axis; default: the kernel's."),
-    kv_tile: Optional[str] = typer.Option(None, "--kv-tile", help="KV tile per axis; default: the kernel's."),
-    hardware: str = typer.Option("h100", "--hardware", help="Profile name or .toml path; 'none' with explicit tiles."),
-    kernel: Optional[str] = typer.Option(None, "--kernel", "--backend", help="Kernel of the profile."),
-    kv_tiling: Optional[str] = typer.Option(None, "--kv-tiling", help="static or dynamic (default: the kernel's)."),
+    dilation: str = Dilation,
+    causal: str = Causal,
+    q_tile: Optional[str] = QTile,
+    kv_tile: Optional[str] = KVTile,
+    hardware: str = Hardware,
+    kernel: Optional[str] = KernelOpt,
+    kv_tiling: Optional[str] = KVTiling,
     dim: int = typer.Option(128, "-d", "--dim", help="Head dim (selects the kernel's tile shapes)."),
     q_index: Optional[str] = typer.Option(None, "--q-index", help="tile-map: the Q tile, per axis (default 0)."),
     axes: Optional[str] = typer.Option(None, "--axes", help="tile-map / stride-heatmap: the two axes drawn."),
