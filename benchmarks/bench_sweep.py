@@ -1,8 +1,11 @@
 """Sweep throughput: configurations per second, computed and written.
 
 1. The acceptance command: every stride of 30x48x80 / window 18x24x24 / Q 4x8x8 / KV 2x8x8
-   (10,368 rows) to CSV, as a whole ``gnasim sweep`` process (startup included), best of 3.
-2. A sweep of 1,548,288 configurations (windows 8/16/24 per axis x every stride x the 7 rank-3
+   (10,368 rows) to CSV, as a whole ``gnasim sweep`` process (startup included), best of 3:
+   bounds only (``--hardware none``) and with the default profile (h100: runtime-model columns).
+2. With a profile: 221,184 configurations (windows 8/16/24 per axis x every stride, Q 4x8x8 /
+   KV 2x8x8, 2 attention shares) on h100, runtime-model columns included, computed in memory.
+3. A sweep of 1,548,288 configurations (windows 8/16/24 per axis x every stride x the 7 rank-3
    tile shapes of B200's kernel x 2 attention shares, bounds only): rows computed in memory, then
    written to CSV (with and without worker processes) and to Parquet.
 
@@ -25,15 +28,18 @@ sys.path.insert(0, str(ROOT))
 
 from gnasim.sweep import compute_chunk, iter_chunks, plan_sweep, run_sweep, spec_from_mapping  # noqa: E402
 
+RUNTIME = {"input_size": "30x48x80", "window_size": "8:24:8", "stride": "all",
+           "q_tile": "4x8x8", "kv_tile": "2x8x8", "hardware": "h100",
+           "attention_fraction": [0.5, 0.607]}
 BIG = {"input_size": "30x48x80", "window_size": "8:24:8", "stride": "all", "tiles": "all",
        "hardware": "b200", "attention_fraction": [0.5, 0.607], "bounds_only": True}
 
 
-def cli_sweep(out: Path) -> float:
+def cli_sweep(out: Path, hardware: str = "none") -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "cli.py"), "sweep", "-i", "30", "48", "80",
                     "-w", "18", "24", "24", "-s", "all", "--q-tile", "4", "8", "8", "--kv-tile",
-                    "2", "8", "8", "--hardware", "none", "--out", str(out)],
+                    "2", "8", "8", "--hardware", hardware, "--out", str(out)],
                    check=True, capture_output=True)
     return time.perf_counter() - t0
 
@@ -45,10 +51,27 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        times = [cli_sweep(tmp / "strides.csv") for _ in range(1 if args.quick else 3)]
-        rows = sum(1 for _ in open(tmp / "strides.csv")) - 1
-        print(f"gnasim sweep, {rows:,} strides to CSV (whole command): best {min(times):.2f} s, "
-              f"median {statistics.median(times):.2f} s")
+        for hw, label in (("none", "bounds only"), ("h100", "h100, runtime columns")):
+            times = [cli_sweep(tmp / "strides.csv", hw) for _ in range(1 if args.quick else 3)]
+            rows = sum(1 for _ in open(tmp / "strides.csv")) - 1
+            print(f"gnasim sweep, {rows:,} strides to CSV ({label}, whole command): "
+                  f"best {min(times):.2f} s, median {statistics.median(times):.2f} s")
+
+        spec = spec_from_mapping(RUNTIME)
+        t0 = time.perf_counter()
+        plan = plan_sweep(spec)
+        t_plan = time.perf_counter() - t0
+        n = 0
+        t0 = time.perf_counter()
+        for bi, lo, hi in iter_chunks(plan):
+            n += compute_chunk(plan, bi, lo, hi, "csv").num_rows
+        t_compute = time.perf_counter() - t0
+        print(f"{plan.rows:,} configurations with h100 runtime columns ({len(plan.columns)} "
+              f"columns): plan {t_plan:.2f} s, rows computed in {t_compute:.2f} s = "
+              f"{n / t_compute:,.0f} configurations/s")
+        s = run_sweep(spec, tmp / "rt.csv", jobs=1)
+        print(f"  to CSV, 1 process: {s.written:,} rows in {s.seconds:.2f} s = "
+              f"{s.rows_per_second:,.0f} configurations/s")
 
         spec = spec_from_mapping(BIG)
         t0 = time.perf_counter()

@@ -1,36 +1,18 @@
-"""gnasim: exact tile simulator and speedup model for Generalized Neighborhood Attention (GNA).
+"""gnasim: exact tile simulator and speedup model for Generalized Neighborhood Attention (GNA)."""
 
-The public API is importable from here (``from gnasim import GNAConfig, simulate``); names are
-loaded on first use so that ``gnasim`` on the command line starts fast.
-"""
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from .bounds import amdahl, attention_flops
+from .config import GNAConfig
+from .errors import ConfigError, GnasimError, HardwareProfileError, MeasurementError
+from .fast_path import natten_fast_path
+from .hardware import HardwareProfile, Kernel, list_profile_names, load_profile, load_profiles
+from .simulate import SimulationResult, simulate
+from .tiling import AxisPlan, TilePlan, axis_plan, tile_plan, tile_plans
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "GNAConfig": "config", "simulate": "simulate", "SimulationResult": "simulate",
-    "tile_plan": "tiling", "tile_plans": "tiling", "axis_plan": "tiling", "TilePlan": "tiling",
-    "AxisPlan": "tiling", "load_profile": "hardware", "load_profiles": "hardware",
-    "list_profile_names": "hardware", "HardwareProfile": "hardware", "Kernel": "hardware",
-    "amdahl": "bounds", "attention_flops": "bounds", "natten_fast_path": "fast_path",
-    "GnasimError": "errors", "ConfigError": "errors", "HardwareProfileError": "errors",
-    "MeasurementError": "errors",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gnasim' has no attribute '{name}'")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__all__ = [
+    "GNAConfig", "simulate", "SimulationResult", "tile_plan", "tile_plans", "axis_plan",
+    "TilePlan", "AxisPlan", "load_profile", "load_profiles", "list_profile_names",
+    "HardwareProfile", "Kernel", "amdahl", "attention_flops", "natten_fast_path",
+    "GnasimError", "ConfigError", "HardwareProfileError", "MeasurementError",
+]

@@ -607,35 +607,325 @@ def explain(gna: LaunchShape, own_dense: LaunchShape, base: LaunchShape, km: Ker
     return factors, steps, g, d
 
 
-def predict_runtime(config: GNAConfig, plan: TilePlan, dense_plan: TilePlan,
-                    profile: HardwareProfile, kernel: str | None = None,
-                    tile_bound: float | None = None, baseline: str | None = None,
-                    fast_path: bool | None = None) -> RuntimePrediction:
-    """The runtime prediction for a simulated configuration (tiles set) on a profile."""
+@dataclass(frozen=True)
+class DenseSide:
+    """What a prediction needs of the dense side, the same for every GNA config with the same
+    dense problem (layout, causal axes, tiles, batch, heads, dims, dtype) on one kernel: the
+    kernel's own dense launch under the explanation's model steps, and the baseline's time."""
+
+    mask_s: float          # own dense launch: tile costs only (no overheads, memory or clock)
+    over_s: float          # ... with overheads and memory
+    full_s: float          # ... with the sustained clock too
+    tile_makespan: float   # ... in tile-times
+    dense: KernelTime      # the baseline launch
+    baseline: str
+    notes: tuple[str, ...] = ()
+
+
+_dense_cache: dict[tuple, tuple[HardwareProfile, KernelModel, DenseSide]] = {}
+
+
+def dense_side(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
+               rk: ResolvedKernel, baseline: str | None = None) -> DenseSide:
+    """The dense side of a prediction (cached by the dense problem; ``profile`` by identity)."""
+    key = (id(profile), id(rk.model), rk.name, rk.masking, rk.token_permute, baseline,
+           tuple(_axis_key(a) for a in dense_plan.axes),
+           config.tokens, config.causal, config.batch, config.heads, config.kv_heads,
+           config.head_dim, config.dim_v, config.dtype)
+    hit = _dense_cache.get(key)
+    if hit is not None and hit[0] is profile and hit[1] is rk.model:   # identities: no stale ids
+        return hit[2]
     rm = runtime_model(profile)
-    rk = resolve_kernel(profile, kernel)
-    if rk.dense_only:
-        raise ConfigError(f"kernel: '{rk.name}' runs self attention only, not GNA")
     rates = Rates.of(profile, config.dtype)
+    km = rk.model
     notes: list[str] = []
-    gna = launch_shape(config, plan, rk, fast_path)
-    dense_cfg = config.dense()
-    own_dense = launch_shape(dense_cfg, dense_plan, rk, fast_path=None if any(config.causal) else True)
+    own_dense = launch_shape(config.dense(), dense_plan, rk,
+                             fast_path=None if any(config.causal) else True)
     brk = resolve_kernel(profile, baseline or baseline_name(profile))
     base = dense_launch_shape(config, brk) if brk.dense_rows else None
     base_km = brk.model
     base_name = brk.name
     if base is None:
-        base, base_km, base_name = own_dense, rk.model, f"{rk.name} (dense)"
+        base, base_km, base_name = own_dense, km, f"{rk.name} (dense)"
         notes.append(f"baseline {brk.name} cannot run this causal pattern; "
                      f"{rk.name} with window = layout is the baseline")
-    perm = permute_time_ms(gna, rk.model, rates)
+    side = DenseSide(_solve(own_dense, km, rm, rates, False, False, False)[0],
+                     _solve(own_dense, km, rm, rates, False, True, True)[0],
+                     _solve(own_dense, km, rm, rates, True, True)[0],
+                     _tile_makespan(own_dense, rates.sms),
+                     kernel_time(base, base_km, rm, rates), base_name, tuple(notes))
+    _remember(_dense_cache, key, (profile, km, side))
+    return side
+
+
+def _speedup_steps(tile_bound, side: DenseSide, tile_makespan, mask_s, over_s, time_ms,
+                   permute_ms) -> tuple[dict, dict]:
+    """The steps of :func:`explain` and the factors between them, from the GNA launch's times
+    (floats, or arrays of them: the same elementwise arithmetic either way)."""
+    steps = {
+        "tile_bound": tile_bound,
+        "waves": side.tile_makespan / tile_makespan,
+        "masking": side.mask_s / mask_s,
+        "overheads": side.over_s / over_s,
+        "clock": side.full_s * 1e3 / time_ms,
+        "baseline": side.dense.time_ms / time_ms,
+        "permute": side.dense.time_ms / (time_ms + permute_ms),
+    }
+    names = list(steps)
+    factors = {n: steps[n] / steps[names[i - 1]] for i, n in enumerate(names) if i > 0}
+    return factors, steps
+
+
+def predict_runtime(config: GNAConfig, plan: TilePlan, dense_plan: TilePlan,
+                    profile: HardwareProfile, kernel: str | None = None,
+                    tile_bound: float | None = None, baseline: str | None = None,
+                    fast_path: bool | None = None) -> RuntimePrediction:
+    """The runtime prediction for a simulated configuration (tiles set) on a profile.
+
+    The numbers are those of :func:`explain`; the dense side is cached (:func:`dense_side`) and
+    :func:`predict_runtime_many` computes the same with the same arithmetic for many configs."""
+    rm = runtime_model(profile)
+    rk = resolve_kernel(profile, kernel)
+    if rk.dense_only:
+        raise ConfigError(f"kernel: '{rk.name}' runs self attention only, not GNA")
+    rates = Rates.of(profile, config.dtype)
+    km = rk.model
+    gna = launch_shape(config, plan, rk, fast_path)
+    side = dense_side(config, dense_plan, profile, rk, baseline)
+    perm = permute_time_ms(gna, km, rates)
     if tile_bound is None:
         tile_bound = dense_plan.kv_tiles_visited_max / plan.kv_tiles_visited_max
-    factors, steps, g, d = explain(gna, own_dense, base, rk.model, base_km, rm, rates,
-                                   tile_bound, perm)
-    return RuntimePrediction(rk.name, base_name, g, d, perm, factors, steps, gna.masked_pairs,
-                             gna.tile_pairs, gna.mask_all, tuple(notes))
+    g = kernel_time(gna, km, rm, rates)
+    factors, steps = _speedup_steps(
+        tile_bound, side, _tile_makespan(gna, rates.sms),
+        _solve(gna, km, rm, rates, False, False, False)[0],
+        _solve(gna, km, rm, rates, False, True, True)[0], g.time_ms, perm)
+    return RuntimePrediction(rk.name, side.baseline, g, side.dense, perm, factors, steps,
+                             gna.masked_pairs, gna.tile_pairs, gna.mask_all, side.notes)
+
+
+# -- many configurations at once ---------------------------------------------------------------
+# The per-config part of a prediction as array code: every operation below is the elementwise
+# IEEE operation the scalar code (``_solve``, ``kernel_time``, ``_tile_makespan``, ``explain``)
+# does on Python floats, in the same order, so the numbers are bit for bit the same. Powers and
+# exponentials are computed by Python's own ``**`` and ``math.exp`` element by element (numpy's
+# SIMD versions may differ in the last bit); maxima over CTA classes are exact.
+
+@dataclass(frozen=True)
+class LaunchBatch:
+    """``N`` launches of one kernel with one tile shape, head dims and dtype: per config, what
+    :class:`LaunchShape` says (``per_cta``, ``kv_reuse``, bytes ...) as arrays of length ``N``.
+
+    ``front_u`` / ``front_m`` ``(N, K)``: unmasked / masked tiles of CTA classes that include
+    every class no other class dominates (the longest CTA is one of them whatever the tile costs;
+    rows are padded by repeating a class). ``max_tiles``: tiles of the CTA with the most.
+    """
+
+    q_rows: int
+    kv_rows: int
+    head_dim: int
+    head_dim_v: int
+    dtype_bytes: int
+    ctas: np.ndarray            # int64
+    mean_u: np.ndarray
+    mean_m: np.ndarray
+    front_u: np.ndarray
+    front_m: np.ndarray
+    max_tiles: np.ndarray
+    kv_reuse: np.ndarray
+    hbm_bytes: np.ndarray
+    permute_bytes: np.ndarray
+    masked_pairs: np.ndarray    # int64
+    tile_pairs: np.ndarray      # int64
+    mask_all: np.ndarray        # bool
+
+    def __len__(self) -> int:
+        return len(self.ctas)
+
+    def take(self, rows: np.ndarray) -> "LaunchBatch":
+        return replace(self, **{f: getattr(self, f)[rows] for f in _BATCH_ARRAYS})
+
+    @classmethod
+    def of(cls, shapes: list[LaunchShape]) -> "LaunchBatch":
+        """The batch of launch shapes that differ only per config (tiles, dims, dtype shared)."""
+        s0 = shapes[0]
+        for s in shapes:
+            if (s.q_rows, s.kv_rows, s.head_dim, s.head_dim_v, s.dtype_bytes) != \
+                    (s0.q_rows, s0.kv_rows, s0.head_dim, s0.head_dim_v, s0.dtype_bytes):
+                raise ValueError("LaunchBatch.of: launches differ in tile shape, dims or dtype")
+        per = [s.per_cta for s in shapes]
+        k = max(len(p[3]) for p in per)
+        fronts = [list(p[3]) + [p[3][0]] * (k - len(p[3])) for p in per]
+        return cls(
+            s0.q_rows, s0.kv_rows, s0.head_dim, s0.head_dim_v, s0.dtype_bytes,
+            ctas=np.array([p[0] for p in per], dtype=np.int64),
+            mean_u=np.array([p[1] for p in per], dtype=np.float64),
+            mean_m=np.array([p[2] for p in per], dtype=np.float64),
+            front_u=np.array([[u for u, _ in f] for f in fronts], dtype=np.float64),
+            front_m=np.array([[m for _, m in f] for f in fronts], dtype=np.float64),
+            max_tiles=np.array([max(u + m for u, m in p[3]) for p in per], dtype=np.float64),
+            kv_reuse=np.array([s.kv_reuse for s in shapes], dtype=np.float64),
+            hbm_bytes=np.array([s.hbm_bytes for s in shapes], dtype=np.float64),
+            permute_bytes=np.array([s.permute_bytes for s in shapes], dtype=np.float64),
+            masked_pairs=np.array([s.masked_pairs for s in shapes], dtype=np.int64),
+            tile_pairs=np.array([s.tile_pairs for s in shapes], dtype=np.int64),
+            mask_all=np.array([s.mask_all for s in shapes], dtype=bool))
+
+
+_BATCH_ARRAYS = ("ctas", "mean_u", "mean_m", "front_u", "front_m", "max_tiles", "kv_reuse",
+                 "hbm_bytes", "permute_bytes", "masked_pairs", "tile_pairs", "mask_all")
+
+
+def _pow_each(x: np.ndarray, p: float) -> np.ndarray:
+    """``x ** p`` elementwise with Python's float power (the scalar code's operation)."""
+    return np.array([v ** p for v in x.tolist()], dtype=np.float64)
+
+
+def _max3(a: np.ndarray, b: np.ndarray, c) -> np.ndarray:
+    return np.maximum(np.maximum(a, b), c)
+
+
+def _solve_many(b: LaunchBatch, km: KernelModel, rm: RuntimeModel, rates: Rates,
+                derate_clock: bool, overheads: bool, memory: bool = True) -> dict[str, Any]:
+    """:func:`_solve` for every launch of a batch (seconds; same arithmetic, same numbers)."""
+    dd = b.head_dim + b.head_dim_v
+    elems = float(b.q_rows * b.kv_rows)
+    t_mma0 = 2.0 * elems * dd / (rates.tensor_flops_sm * km.tensor_efficiency)
+    t_sfx0 = elems * (1.0 / rates.exp_sm + km.softmax_ops_per_element / rates.lanes_sm)
+    t_msk0 = elems * km.mask_ops_per_element / rates.lanes_sm
+    mem_eff = km.memory_efficiency
+    nb = len(b)
+    if memory:
+        share = np.minimum(b.kv_reuse, float(rates.sms))
+        num = float(b.kv_rows * dd * b.dtype_bytes * rates.sms)
+        t_ld_all = num / (share * rates.hbm_bytes_s * mem_eff)
+        mem_all = b.hbm_bytes / (rates.hbm_bytes_s * mem_eff)
+    else:
+        t_ld_all = np.zeros(nb)
+        mem_all = np.zeros(nb)
+    p = km.overlap_sharpness
+    n = b.ctas
+    waves_all = -(-n // rates.sms)
+    over = km.cta_overhead_us * 1e-6 if overheads else 0.0
+    launch = rm.launch_latency_us * 1e-6 if overheads else 0.0
+    inv_p = 1.0 / p
+
+    def evaluate(f: np.ndarray, rows) -> dict[str, np.ndarray]:
+        t_ld, mem_s, waves = t_ld_all[rows], mem_all[rows], waves_all[rows]
+        t_mma, t_sfx = t_mma0 / f, t_sfx0 / f
+        t_msk = t_msk0 / f
+        t_sm = t_sfx + t_msk
+        top = _max3(t_mma, t_sfx, t_ld)
+        t_u = top * _pow_each(_pow_each(t_mma / top, p) + _pow_each(t_sfx / top, p)
+                              + _pow_each(t_ld / top, p), inv_p)
+        top = _max3(t_mma, t_sm, t_ld)
+        t_m = top * _pow_each(_pow_each(t_mma / top, p) + _pow_each(t_sm / top, p)
+                              + _pow_each(t_ld / top, p), inv_p)
+        mean = b.mean_u[rows] * t_u + b.mean_m[rows] * t_m + over
+        cmax = (b.front_u[rows] * t_u[:, None] + b.front_m[rows] * t_m[:, None]).max(axis=1) + over
+        makespan = waves * mean
+        makespan = np.where(cmax > makespan, cmax, makespan)
+        total = np.where(makespan > mem_s, makespan, mem_s) + launch
+        return {"total": total, "f": f, "t_u": t_u, "t_m": t_m, "mean": mean, "cmax": cmax,
+                "makespan": makespan, "t_mma": t_mma, "t_sfx": t_sfx, "t_msk": t_msk}
+
+    every = np.arange(nb)
+    res = evaluate(np.ones(nb), every)
+    if derate_clock:
+        s, tau = rm.sustained_clock_fraction, rm.clock_time_constant_ms * 1e-3
+        f = np.ones(nb)
+        active = every
+        for _ in range(20):
+            if not len(active):
+                break
+            f_new = np.array([s + (1.0 - s) * math.exp(-t / tau)
+                              for t in res["total"][active].tolist()], dtype=np.float64)
+            move = np.abs(f_new - f[active]) >= 1e-6
+            active = active[move]
+            if not len(active):
+                break
+            f[active] = f_new[move]
+            upd = evaluate(f[active], active)
+            for key, v in upd.items():
+                res[key][active] = v
+    res.update(t_ld=t_ld_all, mem_s=mem_all, over=over, launch=launch, n=n,
+               mean_u=b.mean_u, mean_m=b.mean_m)
+    return res
+
+
+def kernel_time_many(b: LaunchBatch, km: KernelModel, rm: RuntimeModel,
+                     rates: Rates) -> dict[str, Any]:
+    """:func:`kernel_time` for every launch of a batch: the fields of :class:`KernelTime` as
+    arrays (``components_ms`` a dict of arrays, ``bound`` an index into :data:`BOUNDS`)."""
+    r = _solve_many(b, km, rm, rates, True, True)
+    mean, makespan = r["mean"], r["makespan"]
+    pos = mean > 0
+    waves_eff = np.where(pos, makespan / np.where(pos, mean, 1.0), 0.0)
+    tiles = r["mean_u"] + r["mean_m"]
+    comp = {
+        "tensor": waves_eff * tiles * r["t_mma"] * 1e3,
+        "exp": waves_eff * (tiles * r["t_sfx"] + r["mean_m"] * r["t_msk"]) * 1e3,
+        "memory": np.maximum(waves_eff * tiles * r["t_ld"], r["mem_s"]) * 1e3,
+        "latency": (r["launch"] + waves_eff * r["over"]) * 1e3,
+    }
+    bound = np.argmax(np.stack([comp[k] for k in BOUNDS], axis=1), axis=1)
+    t_u, t_m = r["t_u"] * 1e6, r["t_m"] * 1e6
+    return {"time_ms": r["total"] * 1e3, "clock_fraction": r["f"], "ctas": r["n"],
+            "waves": r["n"] / rates.sms, "tile_us": t_u, "masked_tile_us": t_m,
+            "cta_us_mean": mean * 1e6, "cta_us_max": r["cmax"] * 1e6,
+            "makespan_ms": makespan * 1e3, "memory_ms": r["mem_s"] * 1e3,
+            "components_ms": comp, "bound": bound, "mask_factor": t_m / t_u}
+
+
+def _tile_makespan_many(b: LaunchBatch, sms: int) -> np.ndarray:
+    waves = -(-b.ctas // sms)
+    return np.maximum(waves * (b.mean_u + b.mean_m), b.max_tiles)
+
+
+def permute_time_ms_many(b: LaunchBatch, km: KernelModel, rates: Rates) -> np.ndarray:
+    pos = b.permute_bytes > 0
+    return np.where(pos, b.permute_bytes / (rates.hbm_bytes_s * km.permute_bandwidth_share) * 1e3,
+                    0.0)
+
+
+def predict_runtime_many(b: LaunchBatch, side: DenseSide, km: KernelModel, rm: RuntimeModel,
+                         rates: Rates, tile_bound: np.ndarray) -> dict[str, Any]:
+    """:func:`predict_runtime` for a batch of GNA launches sharing one dense side: the
+    flattened :meth:`RuntimePrediction.to_dict` record as columns (arrays; ``bound`` as
+    strings; constants as scalars), with the same arithmetic and so the same numbers."""
+    g = kernel_time_many(b, km, rm, rates)
+    perm = permute_time_ms_many(b, km, rates)
+    g_ms = g["time_ms"]
+    factors, _ = _speedup_steps(
+        tile_bound, side, _tile_makespan_many(b, rates.sms),
+        _solve_many(b, km, rm, rates, False, False, False)["total"],
+        _solve_many(b, km, rm, rates, False, True, True)["total"], g_ms, perm)
+    d_ms = side.dense.time_ms
+    total = g_ms + perm
+    out: dict[str, Any] = {
+        "predicted_time_ms": g_ms,
+        "predicted_dense_time_ms": d_ms,
+        "predicted_permute_ms": perm,
+        "predicted_total_ms": total,
+        "predicted_speedup": d_ms / g_ms,
+        "predicted_speedup_with_permute": d_ms / total,
+        "bound": np.array(BOUNDS, dtype=object)[g["bound"]],
+        "dense_bound": side.dense.bound,
+        "baseline": side.baseline,
+        "predicted_waves": g["waves"],
+        "predicted_ctas": g["ctas"],
+        "predicted_clock_fraction": g["clock_fraction"],
+        "tile_time_us": g["tile_us"],
+        "masked_tile_time_us": g["masked_tile_us"],
+        "mask_cost_factor": g["mask_factor"],
+        "masked_tile_pairs": b.masked_pairs,
+        "masks_every_tile": b.mask_all,
+    }
+    for k, v in g["components_ms"].items():
+        out[f"time_components_ms.{k}"] = v
+    for k, v in factors.items():
+        out[f"speedup_factors.{k}"] = v
+    return out
 
 
 # -- one measured implementation on one problem (used by calibrate / compare) ------------------

@@ -22,9 +22,11 @@ invalid combinations is exact without enumerating them.
 
 Every column is whatever :meth:`gnasim.simulate.SimulationResult.to_dict` returns: each block is
 probed with one real :func:`gnasim.simulate.simulate` call, the vectorised values of that row are
-checked against it, and columns the vectorised path does not know (for instance runtime-model
-fields added to ``to_dict`` later) are filled by calling ``simulate`` row by row: correct, but
-about 3,000 rows per second instead of hundreds of thousands (the summary names such columns).
+checked against it. With a hardware profile the runtime-model columns come from the batched
+runtime model (:func:`gnasim.cost.predict_runtime_many`, the same arithmetic as ``simulate``, fed
+with per-row launch structure built from per-axis factors), checked against the probe too.
+Columns neither path knows (keys added to ``to_dict`` later) are filled by calling ``simulate``
+row by row: correct, but about 1,000 rows per second (the summary names such columns).
 
 Output is streamed in chunks to ``FILE.partial`` (CSV: whole chunks appended; Parquet: one row
 group per chunk), then renamed over ``FILE`` when the sweep ends or is interrupted, so ``FILE`` is
@@ -73,6 +75,21 @@ FLOAT_KEYS = ("flop_speedup", "tile_speedup", "tile_speedup_mean", "sparsity",
               "e2e_tile_speedup")
 BOOL_KEYS = ("fully_block_sparse", "natten_fast_path")
 FAST_KEYS = frozenset(STRING_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS + ("notes",))
+# Runtime-model columns (flattened RuntimePrediction.to_dict(), plus the end-to-end speedup) the
+# batched runtime model (gnasim.cost.predict_runtime_many) computes for a chunk of rows.
+RUNTIME_STRING_KEYS = ("bound", "dense_bound", "baseline")
+RUNTIME_INT_KEYS = ("predicted_ctas", "masked_tile_pairs")
+RUNTIME_BOOL_KEYS = ("masks_every_tile",)
+RUNTIME_FLOAT_KEYS = (
+    "predicted_time_ms", "predicted_dense_time_ms", "predicted_permute_ms", "predicted_total_ms",
+    "predicted_speedup", "predicted_speedup_with_permute", "predicted_waves",
+    "predicted_clock_fraction", "tile_time_us", "masked_tile_time_us", "mask_cost_factor",
+    "time_components_ms.tensor", "time_components_ms.exp", "time_components_ms.memory",
+    "time_components_ms.latency", "speedup_factors.waves", "speedup_factors.masking",
+    "speedup_factors.overheads", "speedup_factors.clock", "speedup_factors.baseline",
+    "speedup_factors.permute", "e2e_predicted_speedup")
+RUNTIME_KEYS = frozenset(RUNTIME_STRING_KEYS + RUNTIME_INT_KEYS + RUNTIME_BOOL_KEYS
+                         + RUNTIME_FLOAT_KEYS)
 # Columns that identify a configuration (checked on --resume).
 IDENTITY_KEYS = ("hardware", "kernel", "input_size", "window_size", "stride", "dilation",
                  "causal", "q_tile", "kv_tile", "kv_tiling", "batch", "heads", "heads_kv",
@@ -527,6 +544,9 @@ class Block:
     probe: dict[str, Any] = field(default_factory=dict)   # flattened to_dict() of row 0
     notes: tuple[str, ...] | None = None  # the notes of every row, or None: they vary (per row)
     exact_int64: bool = True
+    runtime_ok: bool = False            # runtime columns from the batched runtime model
+    rt_notes: bool = False              # notes too (tile notes + the runtime's, per row)
+    tile_notes: tuple[str, ...] = ()
     cache: dict = field(default_factory=dict, repr=False)   # per-process string dictionaries
 
     def __getstate__(self) -> dict:
@@ -679,6 +699,11 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
                             blk.notes = tuple(blk.probe["notes"])
                         elif spec.bounds_only:   # only the tile-shape notes, as resolve_tiles gives
                             blk.notes = tuple(resolve_tiles(cfg, kern)[1])
+                        elif any(k in RUNTIME_KEYS for k in blk.probe):
+                            blk.tile_notes = tuple(resolve_tiles(cfg, kern)[1])
+                            blk.runtime_ok = _runtime_context(spec, blk, profile) is not None
+                            blk.rt_notes = blk.runtime_ok and all(
+                                k in FAST_KEYS or k in RUNTIME_KEYS for k in blk.probe)
                         for k in blk.probe:
                             if not spec.bounds_only or k in FAST_KEYS:
                                 columns.setdefault(k, None)
@@ -687,8 +712,9 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
     if "notes" in cols:                      # to_dict() puts notes last; keep it last
         cols.remove("notes")
         cols.append("notes")
-    slow = [c for c in cols if c not in FAST_KEYS]
-    if "notes" in cols and any(b.notes is None for b in blocks):
+    slow = [c for c in cols if c not in FAST_KEYS and (
+        c not in RUNTIME_KEYS or any(c in b.probe and not b.runtime_ok for b in blocks))]
+    if "notes" in cols and any(b.notes is None and not b.rt_notes for b in blocks):
         slow.append("notes")
     return SweepPlan(spec, blocks, cols, combinations, invalid, list(dict.fromkeys(skipped)), slow)
 
@@ -797,8 +823,14 @@ def column_type(key: str, fmt: str):
         return pa.int64()
     if key in FLOAT_KEYS:
         return pa.float64()
-    if key in BOOL_KEYS:
+    if key in BOOL_KEYS or key in RUNTIME_BOOL_KEYS:
         return pa.bool_()
+    if key in RUNTIME_STRING_KEYS:
+        return pa.string()
+    if key in RUNTIME_INT_KEYS:
+        return pa.int64()
+    if key in RUNTIME_FLOAT_KEYS:
+        return pa.float64()
     if key == "notes":
         return pa.string() if fmt == "csv" else pa.list_(pa.string())
     return None
@@ -975,12 +1007,232 @@ def compute_chunk(plan: SweepPlan, bi: int, lo: int, hi: int, fmt: str = "parque
                                       "use a smaller batch or head count")
                 v = v.astype(np.int64)
             cols[key] = _buf_array(v)
+    rt = [k for k in keys if k not in cols and (k in RUNTIME_KEYS or k == "notes" and blk.rt_notes)]
+    if rt and blk.runtime_ok:
+        cols.update(_runtime_columns(plan, blk, r, idx, rt, fmt))
     slow = [k for k in keys if k not in cols]
     if slow:
         for key, vals in _slow_columns(plan, blk, lo, hi, slow, fmt).items():
             t = column_type(key, fmt)
             cols[key] = pa.array(vals, type=t) if t is not None else pa.array(vals)
     return pa.Table.from_arrays([cols[k] for k in keys], names=keys)
+
+
+# -- runtime-model columns, batched -----------------------------------------------------------
+
+def _axis_front(ap) -> tuple[int, list[tuple[int, int]]]:
+    """Q tiles of an axis that visit a KV tile, and the (full, visited) classes of the axis that
+    no other class dominates in (full, partial) tiles. A product class that uses a dominated
+    class of one axis is dominated by the one using the dominating class (its partial tiles are
+    ``V v - F f`` with ``V >= F``), so the products of these cover the launch's Pareto front."""
+    pairs, counts = ap.pair_counts()
+    vis, full = pairs[:, 0].tolist(), pairs[:, 1].tolist()
+    nz = int(sum(c for v, c in zip(vis, counts.tolist()) if v > 0))
+    pts = sorted({(f, v - f) for v, f in zip(vis, full) if v > 0}, reverse=True)
+    front: list[tuple[int, int]] = []
+    for f, m in pts:
+        if not front or m > front[-1][1]:
+            front.append((f, m))
+    return nz, [(f, f + m) for f, m in front] or [(0, 0)]
+
+
+def _runtime_context(spec: SweepSpec, blk: Block, profile: Any = None) -> dict | None:
+    """What the batched runtime model needs for a block (cached per process), or None when the
+    block's rows must come from simulate() (counts past 2**53, or the model refuses it)."""
+    if "rt" in blk.cache:
+        return blk.cache["rt"]
+    ctx = None
+    try:
+        ctx = _build_runtime_context(spec, blk, profile)
+    except GnasimError:
+        ctx = None
+    blk.cache["rt"] = ctx
+    return ctx
+
+
+def _build_runtime_context(spec: SweepSpec, blk: Block, profile: Any) -> dict | None:
+    from .cost import Rates, dense_side, resolve_kernel, runtime_model
+    from .tiling import tile_plans
+
+    if not blk.exact_int64 or blk.hardware is None:
+        return None
+    profile = profile if profile is not None else load_profile(blk.hardware)
+    rk = resolve_kernel(profile, blk.kernel)
+    if rk.dense_only:
+        return None
+    rank = len(blk.layout)
+    nz, ffull, fvis = [], [], []
+    for d in range(rank):
+        keys = [(blk.layout[d], int(K), int(S), int(D), bool(c), blk.q_tile[d], blk.kv_tile[d],
+                 blk.mode) for K, S, D, c in blk.opts[d]]
+        fronts = [_axis_front(ap) for ap in axis_plans(keys)]
+        k = max(len(f) for _, f in fronts)
+        pad = [f + [f[0]] * (k - len(f)) for _, f in fronts]
+        nz.append(np.array([z for z, _ in fronts], dtype=np.int64))
+        ffull.append(np.array([[p[0] for p in f] for f in pad], dtype=np.int64))
+        fvis.append(np.array([[p[1] for p in f] for f in pad], dtype=np.int64))
+    cfg0 = _row_config(spec, blk, 0)
+    hb = cfg0.batch * cfg0.heads
+    b, e = cfg0.batch, cfg0.dtype_bytes
+    dh, dv, h, hk = cfg0.head_dim, cfg0.dim_v, cfg0.heads, cfg0.kv_heads
+    q_rows, kv_rows = math.prod(blk.q_tile), math.prod(blk.kv_tile)
+    # every integer below must convert to float64 exactly (maxima over the block's rows)
+    top = lambda arrs: math.prod(int(a.max()) for a in arrs)
+    col = lambda j: [s[:, j] for s in blk.stats]
+    n = cfg0.tokens
+    qpad = top([s[:, _S["qt"]] * q for s, q in zip(blk.stats, blk.q_tile)])
+    kvpad = top([s[:, _S["kvt"]] * k for s, k in zip(blk.stats, blk.kv_tile)])
+    biggest = max(top(col(_S["vsum"])) * hb, top(fvis), top(nz) * hb,
+                  b * e * (top(col(_S["qt"])) * q_rows * h * (dh + dv)
+                           + top(col(_S["kvt"])) * kv_rows * hk * (dh + dv)),
+                  b * e * ((n + qpad) * h * dh + (n + kvpad) * hk * (dh + dv) + (qpad + n) * h * dv))
+    if biggest >= 2 ** 53:
+        return None
+    # the dense side of each causal pattern in the block (the rest of the config does not vary)
+    sides = {}
+    codes = _causal_codes(blk, tuple(np.arange(len(o)) for o in blk.opts), full=True)
+    for code in np.unique(codes).tolist():
+        causal = tuple(bool((code >> d) & 1) for d in range(rank))
+        cfg = cfg0.model_copy(update={"causal": causal})
+        (dense_plan,) = tile_plans([cfg.dense()], blk.mode)
+        sides[code] = dense_side(cfg, dense_plan, profile, rk)
+    tiles_span = all(q == L and k == L for q, k, L in
+                     zip(blk.q_tile[1:], blk.kv_tile[1:], blk.layout[1:]))
+    return {"rk": rk, "km": rk.model, "rm": runtime_model(profile),
+            "rates": Rates.of(profile, cfg0.dtype), "nz": nz, "ffull": ffull, "fvis": fvis,
+            "sides": sides, "hb": hb, "b": b, "e": e, "dh": dh, "dv": dv, "h": h, "hk": hk,
+            "q_rows": q_rows, "kv_rows": kv_rows, "tokens": n, "tiles_span": tiles_span}
+
+
+def _causal_codes(blk: Block, idx: tuple[np.ndarray, ...], full: bool = False) -> np.ndarray:
+    """Per row, the causal flags of its axes as bits (``full``: every combination of options)."""
+    if full:
+        parts = [blk.opts[d][:, 3].astype(np.int64) << d for d in range(len(blk.opts))]
+        out = parts[0]
+        for p in parts[1:]:
+            out = np.add.outer(out, p)
+        return np.asarray(out).ravel()
+    out = np.zeros(len(idx[0]), dtype=np.int64)
+    for d in range(len(idx)):
+        out |= blk.opts[d][idx[d], 3].astype(np.int64) << d
+    return out
+
+
+def _runtime_columns(plan: SweepPlan, blk: Block, r: np.ndarray, idx: tuple[np.ndarray, ...],
+                     keys: list[str], fmt: str) -> dict[str, Any]:
+    """Runtime-model columns of rows ``r`` (per-axis option indices ``idx``): the launch
+    structure of each row from per-axis factors, then gnasim.cost.predict_runtime_many (the
+    arithmetic of simulate(), so the same numbers)."""
+    from .cost import LaunchBatch, predict_runtime_many
+
+    pa, _ = _arrow()
+    spec = plan.spec
+    c = _runtime_context(spec, blk)
+    rank = len(idx)
+    n = len(idx[0])
+    g = [blk.stats[d][idx[d]] for d in range(rank)]
+
+    def prod(j: int) -> np.ndarray:
+        out = g[0][:, j].copy()
+        for a in g[1:]:
+            out = out * a[:, j]
+        return out
+
+    vsum, fsum, vmax = prod(_S["vsum"]), prod(_S["fsum"]), prod(_S["vmax"])
+    qt, kvt, dvmax = prod(_S["qt"]), prod(_S["kvt"]), prod(_S["dvmax"])
+    hb = c["hb"]
+    ctas = c["nz"][0][idx[0]] * hb
+    for d in range(1, rank):
+        ctas = ctas * c["nz"][d][idx[d]]
+    masking = c["rk"].masking
+    if masking == "all":
+        mask_all = np.ones(n, dtype=bool)
+    elif masking == "all-or-none":
+        mask_all = prod(_S["fast"]) == 0
+    else:
+        mask_all = np.zeros(n, dtype=bool)
+    full_f = c["ffull"][0][idx[0]].astype(np.float64)
+    vis_f = c["fvis"][0][idx[0]].astype(np.float64)
+    for d in range(1, rank):
+        full_f = (full_f[:, :, None] * c["ffull"][d][idx[d]][:, None, :]).reshape(n, -1)
+        vis_f = (vis_f[:, :, None] * c["fvis"][d][idx[d]][:, None, :]).reshape(n, -1)
+    front_u = np.where(mask_all[:, None], 0.0, full_f)
+    front_m = np.where(mask_all[:, None], vis_f, vis_f - full_f)
+    dd = c["dh"] + c["dv"]
+    hbm = (c["b"] * c["e"] * (qt * c["q_rows"] * c["h"] * dd
+                              + kvt * c["kv_rows"] * c["hk"] * dd)).astype(np.float64)
+    if c["rk"].token_permute:
+        tok = c["tokens"]
+        qpad, kvpad = qt * blk.q_tile[0], kvt * blk.kv_tile[0]
+        for d in range(1, rank):
+            qpad, kvpad = qpad * blk.q_tile[d], kvpad * blk.kv_tile[d]
+        undilated = np.ones(n, dtype=bool)
+        for d in range(rank):
+            undilated &= blk.opts[d][idx[d], 2] == 1
+        identity = undilated & (qpad == tok) & (kvpad == tok) & c["tiles_span"]
+        moved = ((tok + qpad) * c["h"] * c["dh"] + (tok + kvpad) * c["hk"] * dd
+                 + (qpad + tok) * c["h"] * c["dv"])
+        perm_bytes = np.where(identity, 0.0, (c["b"] * c["e"] * moved).astype(np.float64))
+    else:
+        perm_bytes = np.zeros(n)
+    batch = LaunchBatch(
+        c["q_rows"], c["kv_rows"], c["dh"], c["dv"], c["e"], ctas=ctas,
+        mean_u=np.where(mask_all, 0.0, (fsum * hb) / ctas),
+        mean_m=np.where(mask_all, (vsum * hb) / ctas, ((vsum - fsum) * hb) / ctas),
+        front_u=front_u, front_m=front_m, max_tiles=vmax.astype(np.float64),
+        kv_reuse=np.maximum(1.0, vsum / np.maximum(kvt, 1)), hbm_bytes=hbm,
+        permute_bytes=perm_bytes, masked_pairs=hb * np.where(mask_all, vsum, vsum - fsum),
+        tile_pairs=hb * vsum, mask_all=mask_all)
+    tile_bound = dvmax / vmax
+    codes = _causal_codes(blk, idx)
+    groups = np.unique(codes).tolist()
+    out: dict[str, Any] = {}
+    notes: list[tuple[str, ...]] = []
+    for gi, code in enumerate(groups):
+        side = c["sides"][code]
+        rows = None if len(groups) == 1 else np.flatnonzero(codes == code)
+        part = predict_runtime_many(batch if rows is None else batch.take(rows), side, c["km"],
+                                    c["rm"], c["rates"],
+                                    tile_bound if rows is None else tile_bound[rows])
+        if blk.fractions:
+            fe = np.array([effective_fraction(f, spec.full_attention_steps, spec.total_steps)
+                           for f in blk.fractions], dtype=np.float64)[
+                (r if rows is None else r[rows]) % blk.n_fracs]
+            part["e2e_predicted_speedup"] = 1.0 / ((1.0 - fe) + fe / part["predicted_speedup_with_permute"])
+        notes.append(blk.tile_notes + side.notes)
+        if rows is None:
+            out = part
+            break
+        for k, v in part.items():
+            if k not in out:
+                dt = object if isinstance(v, str) or (isinstance(v, np.ndarray) and v.dtype == object) \
+                    else (v.dtype if isinstance(v, np.ndarray) else np.asarray(v).dtype)
+                out[k] = np.empty(n, dtype=dt)
+            out[k][rows] = v
+    cols: dict[str, Any] = {}
+    for k in keys:
+        if k == "notes":
+            if len(notes) == 1:
+                cols[k] = _const("notes", notes[0], n, fmt)
+            else:
+                per = {code: nt for code, nt in zip(groups, notes)}
+                vals = [per[x] for x in codes.tolist()]
+                cols[k] = pa.array(["; ".join(v) for v in vals] if fmt == "csv"
+                                   else [list(v) for v in vals], type=column_type(k, fmt))
+            continue
+        v = out.get(k)
+        if v is None:
+            continue
+        if isinstance(v, str):
+            cols[k] = _const(k, v, n, fmt)
+        elif k in RUNTIME_STRING_KEYS:
+            uniq, inv = np.unique(np.asarray(v, dtype=str), return_inverse=True)
+            cols[k] = _take(_dictionary(uniq.tolist()), inv.ravel().astype(np.int64))
+        elif np.ndim(v) == 0:
+            cols[k] = _buf_array(np.full(n, v))
+        else:
+            cols[k] = _buf_array(np.asarray(v))
+    return cols
 
 
 def _slow_columns(plan: SweepPlan, blk: Block, lo: int, hi: int, keys: list[str], fmt: str):
@@ -1023,8 +1275,10 @@ def iter_chunks(plan: SweepPlan, chunk_rows: int = DEFAULT_CHUNK_ROWS,
 def check_probes(plan: SweepPlan) -> None:
     """The vectorised first row of every block must equal its simulate() probe."""
     for bi, blk in enumerate(plan.blocks):
-        keys = [k for k in plan.columns if k in FAST_KEYS and k in blk.probe
-                and (k != "notes" or blk.notes is not None and blk.notes == tuple(blk.probe[k]))]
+        keys = [k for k in plan.columns if k in blk.probe and (
+            k in FAST_KEYS and (k != "notes" or blk.notes is not None
+                                and blk.notes == tuple(blk.probe[k]))
+            or blk.runtime_ok and k in RUNTIME_KEYS or k == "notes" and blk.rt_notes)]
         row = compute_chunk(plan, bi, 0, 1, "parquet", keys).to_pylist()[0]
         for k in keys:
             if row[k] != blk.probe[k]:

@@ -110,3 +110,14 @@ def test_predict_without_hardware():
     assert d["hardware"] is None and "predicted_time_ms" not in d
     res = run("predict", "-i", "16", "-w", "5", "--hardware", "none")
     assert res.exit_code == 2 and "give both tile shapes" in res.stderr
+
+
+def test_public_api_names_survive_submodule_imports():
+    """``gnasim.simulate`` (a function) must not be shadowed by the submodule of the same name."""
+    import importlib
+
+    importlib.import_module("gnasim.simulate")
+    import gnasim
+
+    assert callable(gnasim.simulate) and gnasim.simulate.__name__ == "simulate"
+    assert {"GNAConfig", "simulate", "tile_plan", "load_profile"} <= set(gnasim.__all__)

@@ -222,3 +222,39 @@ def test_a_3d_prediction_stays_fast():
             simulate(cfg, "h100").to_dict()
         best.append((time.perf_counter() - t) / 40)
     assert min(best) < 1e-3, f"{statistics.median(best) * 1e3:.2f} ms per prediction"
+
+
+@pytest.mark.parametrize("hw", ["h100", "b200", "a100"])
+def test_batched_runtime_model_equals_predict_runtime(hw):
+    """predict_runtime_many (the sweep's path) gives predict_runtime's numbers bit for bit."""
+    import random
+
+    import numpy as np
+
+    from gnasim.cost import (LaunchBatch, dense_side, launch_shape, predict_runtime_many,
+                             resolve_kernel, runtime_model)
+    from gnasim.sweep import flatten_record
+    from gnasim.tiling import tile_plans
+
+    rng = random.Random(7)
+    prof = load_profile(hw)
+    rk = resolve_kernel(prof, prof.kernel(None).name)
+    L, W = (16, 24, 40), (8, 8, 16)
+    cfgs = [GNAConfig(input_size=L, window_size=W,
+                      stride=tuple(rng.randint(1, w) for w in W),
+                      dilation=tuple(rng.choice([1, 2]) if l // w >= 2 else 1 for l, w in zip(L, W)),
+                      q_tile=(2, 4, 8), kv_tile=(2, 4, 8), heads=3) for _ in range(120)]
+    shapes, bounds, side = [], [], None
+    for c in cfgs:
+        plan, dense_plan = tile_plans([c, c.dense()], rk.kv_tiling)
+        shapes.append(launch_shape(c, plan, rk))
+        bounds.append(dense_plan.kv_tiles_visited_max / plan.kv_tiles_visited_max)
+        side = dense_side(c, dense_plan, prof, rk)
+    out = predict_runtime_many(LaunchBatch.of(shapes), side, rk.model, runtime_model(prof),
+                               Rates.of(prof, cfgs[0].dtype), np.array(bounds))
+    for i, c in enumerate(cfgs):
+        want = flatten_record(simulate(c, prof).runtime.to_dict())
+        for key, value in want.items():
+            got = out[key][i] if isinstance(out[key], np.ndarray) else out[key]
+            got = got.item() if hasattr(got, "item") else got
+            assert got == value and type(got) is type(value), (key, got, value, c.stride)

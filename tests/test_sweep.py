@@ -17,7 +17,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from gnasim import GNAConfig, simulate
+from gnasim.config import GNAConfig
+# not `from gnasim import simulate`: once another test imported the submodule gnasim.simulate,
+# the package attribute is that module (gnasim/__init__.py loads names lazily)
+from gnasim.simulate import simulate
 from gnasim.errors import ConfigError
 from gnasim.simulate import SimulationResult
 from gnasim.sweep import (IDENTITY_KEYS, compute_chunk, flatten_record, iter_chunks,
@@ -129,6 +132,65 @@ def test_hardware_rows_include_runtime_columns(tmp_path):
     rows = read_rows(out)
     assert len(rows) == summary.rows == 2 * 2 * 4 * 2
     assert_rows_match(rows, len(rows), seed=2)
+
+
+def test_full_stride_sweep_with_profile_is_vectorised_and_exact(tmp_path):
+    """The acceptance sweep with the default profile (h100): runtime columns come from the
+    batched runtime model, not simulate() per row, and sampled rows equal simulate()."""
+    out = tmp_path / "strides_h100.csv"
+    t0 = time.perf_counter()
+    res = run_cli("sweep", "-i", "30", "48", "80", "-w", "18", "24", "24", "-s", "all",
+                  "--q-tile", "4", "8", "8", "--kv-tile", "2", "8", "8", "--out", str(out),
+                  "--format", "json")
+    wall = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["written"] == 10368 and summary["slow_columns"] == []
+    assert wall < 6.0, f"the 10,368-stride sweep with h100 took {wall:.2f} s"
+    rows = read_rows(out)
+    assert len(rows) == 10368 and "predicted_speedup" in rows[0]
+    assert_rows_match(rows, 200, seed=5)
+
+
+@pytest.mark.parametrize("hardware,kernel", [("h100", "flex-fna"), ("a100", None), ("b200", None)])
+def test_runtime_columns_of_mixed_grids_equal_simulate(tmp_path, hardware, kernel):
+    """Causal patterns (two-axis causal: the baseline note), dilation, attention shares with
+    full-attention steps, masking policies and KV tilings: random rows equal simulate()."""
+    mapping = {"input_size": "24x32", "window_size": "6,12 8", "stride": "all",
+               "dilation": "1,2 1:2", "causal": "all", "q_tile": "4 8", "kv_tile": "4 8",
+               "hardware": hardware, "attention_fraction": [0.4, 0.8],
+               "full_attention_steps": 3, "total_steps": 20, "batch": 2, "heads": 3,
+               "heads_kv": 1}
+    if kernel:
+        mapping["kernel"] = kernel
+    spec = spec_from_mapping(mapping)
+    out = tmp_path / "mixed.parquet"
+    summary = run_sweep(spec, out, jobs=1)
+    assert summary.slow_columns == []
+    rows = read_rows(out)
+    assert len(rows) == summary.rows
+    assert any(r["causal"] == "1x1" for r in rows) and any(r["causal"] == "0x0" for r in rows)
+    assert_rows_match(rows, 150, seed=3, full_attention_steps=3, total_steps=20)
+    for row in rows[:: max(1, len(rows) // 50)]:
+        want = expected_row(row, hardware, False, full_attention_steps=3, total_steps=20)
+        assert row == want
+
+
+def test_drift_in_batched_runtime_columns_stops_the_sweep(tmp_path, monkeypatch):
+    """The per-block probe guards the batched runtime model too."""
+    import gnasim.cost as cost
+
+    original = cost.predict_runtime_many
+
+    def drifted(*args, **kw):
+        out = original(*args, **kw)
+        out["predicted_time_ms"] = out["predicted_time_ms"] * (1 + 1e-15)
+        return out
+
+    monkeypatch.setattr(cost, "predict_runtime_many", drifted)
+    spec = spec_from_mapping({"input_size": "16x24", "window_size": "8", "stride": "all"})
+    with pytest.raises(RuntimeError, match="predicted_time_ms"):
+        run_sweep(spec, tmp_path / "drift.csv", jobs=1)
 
 
 def test_bounds_only_skips_runtime_columns(tmp_path):
