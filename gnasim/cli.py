@@ -38,9 +38,16 @@ def predict(
         0, "--full-attention-steps", help="Initial diffusion steps kept as full attention."),
     total_steps: Optional[int] = typer.Option(None, "--total-steps", help="Total diffusion steps."),
     histogram: bool = typer.Option(False, "--histogram", help="Show KV tiles per Q tile histogram."),
+    backward: bool = typer.Option(
+        False, "--backward", help="Add the backward pass (KV-stationary tile plan, bwd_ keys)."),
+    bwd_q_tile: Optional[str] = typer.Option(
+        None, "--bwd-q-tile", help="Backward Q tile per axis; default: the kernel's backward one."),
+    bwd_kv_tile: Optional[str] = typer.Option(
+        None, "--bwd-kv-tile", help="Backward KV tile per axis; default: the kernel's backward one."),
     fmt: OutputFormat = Format,
 ) -> None:
     """Predict the tile plan, FLOPs and speedup bounds of one GNA configuration."""
+    from .config import parse_ints
     from .simulate import simulate
 
     cfg = build_config(input_size, window_size, stride, dilation, causal, batch_size, heads,
@@ -48,12 +55,18 @@ def predict(
     profile = None if hardware.strip().lower() == "none" else hardware
     result = simulate(cfg, profile, kernel=kernel, kv_tiling=kv_tiling,
                       attention_fraction=attention_fraction,
-                      full_attention_steps=full_attention_steps, total_steps=total_steps)
+                      full_attention_steps=full_attention_steps, total_steps=total_steps,
+                      backward=backward or bwd_q_tile is not None or bwd_kv_tile is not None,
+                      bwd_q_tile=parse_ints(bwd_q_tile, "bwd_q_tile") if bwd_q_tile else None,
+                      bwd_kv_tile=parse_ints(bwd_kv_tile, "bwd_kv_tile") if bwd_kv_tile else None)
     if fmt == OutputFormat.json:
         record = result.to_dict()
         if histogram:
             record["kv_tiles_visited_histogram"] = {
                 str(k): v for k, v in result.plan.visited_histogram().items()}
+            if result.backward is not None:
+                record["bwd_q_tiles_visited_histogram"] = {
+                    str(k): v for k, v in result.backward.plan.visited_histogram().items()}
         print_json(record)
         return
     from .render import render_prediction

@@ -22,6 +22,7 @@ MULTI_VALUE_FLAGS = {
     "--q-tile", "--kv-tile", "--hardware", "-d", "--dim", "--dim-value", "--dtype",
     "--attention-fraction", "-b", "--batch-size", "-n", "--heads", "--heads-kv",
     "--tiles", "--kernel", "--q-index", "--axes", "--slice-key", "--group",
+    "--bwd-q-tile", "--bwd-kv-tile",
 }
 
 

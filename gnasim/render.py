@@ -80,19 +80,51 @@ def render_prediction(result, histogram: bool = False) -> None:
         if "e2e_predicted_speedup" in d:
             t.add_row("end-to-end (predicted)", f"{d['e2e_predicted_speedup']:.3f}x",
                       "Amdahl with the predicted speedup (with permutation)")
+    if "bwd_tile_speedup" in d:
+        _backward_rows(t, d)
     con.print(t)
     if histogram:
-        h = Table(title="KV tiles visited per Q tile", title_justify="left", min_width=40)
-        h.add_column("KV tiles", justify="right")
-        h.add_column("Q tiles", justify="right")
-        hist = result.plan.visited_histogram()
-        for k, v in list(hist.items())[:40]:
-            h.add_row(f"{k:,}", f"{v:,}")
-        if len(hist) > 40:
-            h.add_row("...", f"{len(hist) - 40} more values")
-        con.print(h)
+        _histogram(con, "KV tiles visited per Q tile", "KV tiles", "Q tiles",
+                   result.plan.visited_histogram())
+        if result.backward is not None:
+            _histogram(con, "backward: Q tiles visited per KV tile", "Q tiles", "KV tiles",
+                       result.backward.plan.visited_histogram())
     for note in d["notes"]:
         con.print(f"[yellow]note:[/] {note}")
+
+
+def _histogram(con: Console, title: str, value: str, count: str, hist: dict[int, int]) -> None:
+    h = Table(title=title, title_justify="left", min_width=40)
+    h.add_column(value, justify="right")
+    h.add_column(count, justify="right")
+    for k, v in list(hist.items())[:40]:
+        h.add_row(f"{k:,}", f"{v:,}")
+    if len(hist) > 40:
+        h.add_row("...", f"{len(hist) - 40} more values")
+    con.print(h)
+
+
+def _backward_rows(t: Table, d: dict[str, Any]) -> None:
+    """The "backward" section: KV-stationary tile plan, bounds and FLOPs (``bwd_`` keys)."""
+    t.add_section()
+    t.add_row("backward Q tile / KV tile", f"{d['bwd_q_tile']} / {d['bwd_kv_tile']}",
+              "KV-stationary (one CTA per KV tile)")
+    t.add_row("backward tile speedup bound", f"{d['bwd_tile_speedup']:.3f}x",
+              f"{d['bwd_dense_q_tiles_per_kv_tile']:,} / {d['bwd_q_tiles_visited_max']:,} "
+              "Q tiles (worst KV tile)")
+    t.add_row("backward tile speedup (mean)", f"{d['bwd_tile_speedup_mean']:.3f}x",
+              f"{d['bwd_q_tiles_visited_mean']:,.2f} Q tiles per KV tile (mean)")
+    t.add_row("backward block-sparse", "yes" if d["bwd_fully_block_sparse"] else "no",
+              "no element mask needed" if d["bwd_fully_block_sparse"]
+              else "partial tiles need masking")
+    t.add_row("backward tile pairs", _fmt_int(d["bwd_tile_pairs_visited"]),
+              f"{d['bwd_tile_pairs_full']:,} full, {d['bwd_tile_pairs_partial']:,} partial")
+    t.add_row("backward FLOPs dense", _fmt_flops(d["bwd_flops_dense"]),
+              "self attention, 2 x pairs x (3 d + 2 d_v)")
+    t.add_row("backward FLOPs useful", _fmt_flops(d["bwd_flops_useful"]), "attended pairs")
+    waste = 1 - d["bwd_flops_useful"] / max(d["bwd_flops_computed"], 1)
+    t.add_row("backward FLOPs computed", _fmt_flops(d["bwd_flops_computed"]),
+              f"{waste:.1%} wasted in partial tiles")
 
 
 def render_profiles(profiles: list[HardwareProfile]) -> None:

@@ -11,6 +11,7 @@ from .errors import ConfigError
 from .fast_path import natten_fast_path
 from .hardware import HardwareProfile, Kernel, format_tile, load_profile
 from .tiling import KV_TILINGS, TilePlan, tile_plans
+from .tiling_backward import BackwardPlan, backward_flops, backward_plan
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class SimulationResult:
     total_steps: int | None = None
     notes: tuple[str, ...] = field(default=())
     runtime: Any = None   # a cost.RuntimePrediction when a hardware profile was given
+    backward: Any = None  # a BackwardResult when simulate(..., backward=True)
 
     # -- FLOPs --------------------------------------------------------------------------------
     def _flops(self, pairs: int) -> int:
@@ -120,8 +122,80 @@ class SimulationResult:
             out.update(self.runtime.to_dict())
             if self.attention_fraction is not None:
                 out["e2e_predicted_speedup"] = self.e2e(self.runtime.speedup_with_permute)
+        if self.backward is not None:
+            out.update(self.backward.to_dict())
         out["notes"] = list(self.notes) + (list(self.runtime.notes) if self.runtime else [])
         return out
+
+
+@dataclass(frozen=True)
+class BackwardResult:
+    """The backward (KV-stationary) plan of a configuration and its bounds (``bwd_`` keys)."""
+
+    config: GNAConfig
+    plan: BackwardPlan
+    dense_plan: BackwardPlan
+    attended_pairs: int        # of GNA and of self attention (the forward plans' counts:
+    dense_attended_pairs: int  # the mask is the same in both passes)
+
+    def _flops(self, pairs: int) -> int:
+        c = self.config
+        return backward_flops(pairs, c.batch, c.heads, c.head_dim, c.dim_v)
+
+    @property
+    def tile_speedup(self) -> float:
+        """Self-attention Q tiles per KV tile / Q tiles visited by the worst KV tile."""
+        return self.dense_plan.q_tiles_visited_max / self.plan.q_tiles_visited_max
+
+    @property
+    def tile_speedup_mean(self) -> float:
+        """All self-attention (KV tile, Q tile) pairs / all visited pairs."""
+        return self.dense_plan.tile_pairs_visited / self.plan.tile_pairs_visited
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.plan
+        return {
+            "bwd_q_tile": format_tile(p.q_tile),
+            "bwd_kv_tile": format_tile(p.kv_tile),
+            "bwd_tile_speedup": self.tile_speedup,
+            "bwd_tile_speedup_mean": self.tile_speedup_mean,
+            "bwd_fully_block_sparse": p.fully_block_sparse,
+            "bwd_dense_q_tiles_per_kv_tile": self.dense_plan.q_tiles_visited_max,
+            "bwd_q_tiles_visited_max": p.q_tiles_visited_max,
+            "bwd_q_tiles_visited_mean": p.q_tiles_visited_mean,
+            "bwd_tile_pairs_visited": p.tile_pairs_visited,
+            "bwd_tile_pairs_full": p.tile_pairs_full,
+            "bwd_tile_pairs_partial": p.tile_pairs_partial,
+            "bwd_flops_dense": self._flops(self.dense_attended_pairs),
+            "bwd_flops_useful": self._flops(self.attended_pairs),
+            "bwd_flops_computed": self._flops(p.tile_pairs_visited * p.q_tile_size
+                                              * p.kv_tile_size),
+        }
+
+
+def backward_tiles(config: GNAConfig, kernel: Kernel | None, q=None, kv=None):
+    """Backward tile shapes: explicit ones, else the kernel's first backward shape for the rank and
+    head dim. Returns ``(q_tile, kv_tile, notes)``."""
+    notes: list[str] = []
+    if q is None or kv is None:
+        shapes = []
+        if kernel is not None:
+            shapes = (kernel.tile_shapes(config.rank, config.head_dim, backward=True)
+                      or kernel.tile_shapes(config.rank, None, backward=True))
+        if not shapes:
+            who = f"kernel {kernel.name} ships no rank-{config.rank} backward tile shape" \
+                if kernel is not None else "no hardware profile"
+            raise ConfigError(f"bwd_q_tile/bwd_kv_tile: {who}; give --bwd-q-tile and --bwd-kv-tile")
+        if not kernel.tile_sets(config.head_dim, backward=True):
+            notes.append(f"kernel {kernel.name} has no backward pass for head_dim "
+                         f"{config.head_dim}; backward tile shapes taken from its other head dims")
+        q = tuple(q) if q is not None else shapes[0][0]
+        kv = tuple(kv) if kv is not None else shapes[0][1]
+    q, kv = tuple(int(v) for v in q), tuple(int(v) for v in kv)
+    if kernel is not None and kernel.tile_set_for((q, kv), config.head_dim, backward=True) is None:
+        notes.append(f"backward tile {format_tile(q)}/{format_tile(kv)} is not shipped by "
+                     f"{kernel.name} for head_dim {config.head_dim}; simulated as given")
+    return q, kv, notes
 
 
 def resolve_tiles(config: GNAConfig, kernel: Kernel | None) -> tuple[GNAConfig, list[str]]:
@@ -158,11 +232,15 @@ def resolve_tiles(config: GNAConfig, kernel: Kernel | None) -> tuple[GNAConfig, 
 def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
              kernel: str | None = None, kv_tiling: str | None = None,
              attention_fraction: float | None = None, full_attention_steps: int = 0,
-             total_steps: int | None = None) -> SimulationResult:
+             total_steps: int | None = None, backward: bool = False,
+             bwd_q_tile: tuple[int, ...] | None = None,
+             bwd_kv_tile: tuple[int, ...] | None = None) -> SimulationResult:
     """Simulate one configuration: its tile plan, FLOPs, sparsity and speedup bounds.
 
     ``hardware`` (a profile name, path or object) supplies default tile shapes and the KV tiling
-    mode of its kernel; explicit tiles and ``kv_tiling`` override them.
+    mode of its kernel; explicit tiles and ``kv_tiling`` override them. ``backward=True`` adds
+    the KV-stationary backward plan (``bwd_`` keys), tiled by ``bwd_q_tile``/``bwd_kv_tile`` or
+    the kernel's first backward tile shape for the rank and head dim.
     """
     profile = load_profile(hardware) if isinstance(hardware, str) else hardware
     kern = profile.kernel(kernel) if profile is not None else None
@@ -173,6 +251,13 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
     if attention_fraction is not None:
         amdahl(1.0, attention_fraction, full_attention_steps, total_steps)  # validates the inputs
     plan, dense_plan = tile_plans([config, config.dense()], mode)
+    bwd = None
+    if backward:
+        bq, bkv, bnotes = backward_tiles(config, kern, bwd_q_tile, bwd_kv_tile)
+        notes += bnotes
+        bwd = BackwardResult(config, backward_plan(config, bq, bkv),
+                             backward_plan(config.dense(), bq, bkv), plan.attended_pairs,
+                             dense_plan.attended_pairs)
     runtime = None
     if profile is not None:
         from .cost import predict_runtime
@@ -185,4 +270,4 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
                             profile.name if profile is not None else None,
                             kern.name if kern is not None else None,
                             attention_fraction, full_attention_steps, total_steps, tuple(notes),
-                            runtime)
+                            runtime, bwd)
