@@ -204,12 +204,15 @@ class LaunchShape:
         mean_m = float((self.counts * self.masked).sum()) / n
         # only classes no other class dominates (more unmasked and more masked tiles) can be the
         # longest CTA, whatever the tile costs
-        pts = sorted(set(zip(self.unmasked.tolist(), self.masked.tolist())), reverse=True)
-        front: list[tuple[float, float]] = []
-        for u, m in pts:
-            if not front or m > front[-1][1]:
-                front.append((u, m))
-        return int(n), mean_u, mean_m, tuple(front)
+        # walk the classes by unmasked tiles, then masked tiles, both descending; keep a class when
+        # it has more masked tiles than every class before it
+        u, m = np.asarray(self.unmasked), np.asarray(self.masked)
+        order = np.lexsort((-m, -u))
+        us, ms = u[order], m[order]
+        before = np.maximum.accumulate(np.concatenate([[-np.inf], ms[:-1]]))
+        keep = ms > before
+        front = tuple(zip(us[keep].tolist(), ms[keep].tolist()))
+        return int(n), mean_u, mean_m, front
 
     @property
     def flops(self) -> float:

@@ -38,6 +38,17 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
+def _unique_pairs(first: np.ndarray, second: np.ndarray,
+                  weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (first, second) pairs, sorted, with the summed weight of each (both >= 0)."""
+    first = np.asarray(first, dtype=np.int64)
+    second = np.asarray(second, dtype=np.int64)
+    base = int(second.max()) + 1 if second.size else 1
+    codes, inv = np.unique(first * base + second, return_inverse=True)
+    counts = np.bincount(inv.ravel(), weights=weights, minlength=len(codes))
+    return np.stack([codes // base, codes % base], axis=1), np.rint(counts).astype(np.int64)
+
+
 # Q tiles far from both borders repeat with a period (in tiles): past that many tiles on the axis,
 # only the borders and one period are computed, and the period is counted ``repeats`` times.
 PERIODIC_MIN_TILES = 4096
@@ -80,16 +91,13 @@ class GroupTiles:
         """Distinct (visited, full) pairs over the Q tiles and how many tiles have each."""
         if self.repeats and (self.step[0] or self.step[1]):
             rows = self.materialise()
-            uniq, counts = np.unique(rows[:2].T, axis=0, return_counts=True)
-            return uniq, counts.astype(np.int64)
+            return _unique_pairs(rows[0], rows[1], np.ones(rows.shape[1], np.int64))
         pairs = np.concatenate([self.head[:2], self.block[:2], self.tail[:2]], axis=1).T
         weights = np.concatenate([np.ones(self.head.shape[1], np.int64),
                                   np.full(self.block.shape[1], self.repeats, np.int64),
                                   np.ones(self.tail.shape[1], np.int64)])
         keep = weights > 0
-        uniq, inv = np.unique(pairs[keep], axis=0, return_inverse=True)
-        return uniq, np.bincount(inv.ravel(), weights=weights[keep],
-                                 minlength=len(uniq)).astype(np.int64)
+        return _unique_pairs(pairs[keep, 0], pairs[keep, 1], weights[keep])
 
 
 @dataclass(frozen=True)
@@ -172,9 +180,8 @@ class AxisPlan:
             u, c = g.pair_counts()
             pairs.append(u)
             counts.append(c * w)
-        uniq, inv = np.unique(np.concatenate(pairs), axis=0, return_inverse=True)
-        return uniq, np.bincount(inv.ravel(), weights=np.concatenate(counts),
-                                 minlength=len(uniq)).astype(np.int64)
+        pairs = np.concatenate(pairs)
+        return _unique_pairs(pairs[:, 0], pairs[:, 1], np.concatenate(counts))
 
 
 def _tile_rows(idx: np.ndarray, Lg, K, S, causal, qt, kvt, mode: str) -> np.ndarray:
