@@ -345,15 +345,15 @@ def _product_distribution(dists: list[tuple[np.ndarray, np.ndarray]]) -> tuple[n
     return vals, counts
 
 
-@dataclass(frozen=True)
-class TilePlan:
-    """The whole problem's tile plan, combined from per-axis plans by products."""
+class ProductPlan:
+    """Totals of a plan whose per-tile counts are products of per-axis counts.
 
-    axes: tuple[AxisPlan, ...]
+    Subclasses hold ``axes``, each with ``q_tile``, ``kv_tile``, ``dilation``,
+    ``q_tiles_per_group``, ``kv_tiles_per_group``, ``visited_sum``, ``full_sum`` and
+    ``visited_max``: sums and maxima over all tiles of a product are products of per-axis ones.
+    """
 
-    @property
-    def mode(self) -> str:
-        return self.axes[0].mode
+    axes: tuple
 
     @property
     def q_tile(self) -> tuple[int, ...]:
@@ -365,7 +365,7 @@ class TilePlan:
 
     @property
     def q_tiles(self) -> int:
-        """Q tiles (CTAs per batch and head), dilation groups included."""
+        """Q tiles of the padded layout, dilation groups included."""
         return _prod(a.dilation * a.q_tiles_per_group for a in self.axes)
 
     @property
@@ -374,8 +374,12 @@ class TilePlan:
         return _prod(a.dilation * a.kv_tiles_per_group for a in self.axes)
 
     @property
-    def dilation_groups(self) -> int:
-        return _prod(a.dilation for a in self.axes)
+    def q_tile_size(self) -> int:
+        return _prod(self.q_tile)
+
+    @property
+    def kv_tile_size(self) -> int:
+        return _prod(self.kv_tile)
 
     @cached_property
     def tile_pairs_visited(self) -> int:
@@ -390,8 +394,33 @@ class TilePlan:
         return self.tile_pairs_visited - self.tile_pairs_full
 
     @cached_property
-    def kv_tiles_visited_max(self) -> int:
+    def visited_max(self) -> int:
+        """The most tiles one CTA visits (the worst tile of the plan)."""
         return _prod(a.visited_max for a in self.axes)
+
+    @property
+    def fully_block_sparse(self) -> bool:
+        """Every visited tile pair is fully dense (no element mask needed anywhere)."""
+        return self.tile_pairs_partial == 0
+
+
+@dataclass(frozen=True)
+class TilePlan(ProductPlan):
+    """The whole problem's tile plan (Q-stationary), combined from per-axis plans by products."""
+
+    axes: tuple[AxisPlan, ...]
+
+    @property
+    def mode(self) -> str:
+        return self.axes[0].mode
+
+    @property
+    def dilation_groups(self) -> int:
+        return _prod(a.dilation for a in self.axes)
+
+    @property
+    def kv_tiles_visited_max(self) -> int:
+        return self.visited_max
 
     @property
     def kv_tiles_visited_mean(self) -> float:
@@ -400,19 +429,6 @@ class TilePlan:
     @cached_property
     def attended_pairs(self) -> int:
         return _prod(a.attended for a in self.axes)
-
-    @property
-    def q_tile_size(self) -> int:
-        return _prod(self.q_tile)
-
-    @property
-    def kv_tile_size(self) -> int:
-        return _prod(self.kv_tile)
-
-    @property
-    def fully_block_sparse(self) -> bool:
-        """Every visited tile pair is fully dense (no element mask needed anywhere)."""
-        return self.tile_pairs_partial == 0
 
     def visited_histogram(self) -> dict[int, int]:
         """{KV tiles visited: number of Q tiles visiting that many}."""

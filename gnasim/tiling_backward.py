@@ -35,7 +35,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .tiling import _cdiv, _prod, _product_distribution
+from .tiling import ProductPlan, _cdiv, _product_distribution
 from .windows import window_extents
 
 
@@ -163,60 +163,19 @@ def backward_axis_plan(length: int, window: int, stride: int, dilation: int, cau
 
 
 @dataclass(frozen=True)
-class BackwardPlan:
-    """The whole problem's KV-stationary tile plan, combined from per-axis plans by products."""
+class BackwardPlan(ProductPlan):
+    """The whole problem's KV-stationary tile plan, combined from per-axis plans by products.
+    ``kv_tiles`` are the backward CTAs (per batch and head)."""
 
     axes: tuple[BackwardAxisPlan, ...]
 
     @property
-    def q_tile(self) -> tuple[int, ...]:
-        return tuple(a.q_tile for a in self.axes)
-
-    @property
-    def kv_tile(self) -> tuple[int, ...]:
-        return tuple(a.kv_tile for a in self.axes)
-
-    @property
-    def q_tiles(self) -> int:
-        return _prod(a.dilation * a.q_tiles_per_group for a in self.axes)
-
-    @property
-    def kv_tiles(self) -> int:
-        """KV tiles (backward CTAs per batch and head), dilation groups included."""
-        return _prod(a.dilation * a.kv_tiles_per_group for a in self.axes)
-
-    @property
-    def q_tile_size(self) -> int:
-        return _prod(self.q_tile)
-
-    @property
-    def kv_tile_size(self) -> int:
-        return _prod(self.kv_tile)
-
-    @cached_property
-    def tile_pairs_visited(self) -> int:
-        return _prod(a.visited_sum for a in self.axes)
-
-    @cached_property
-    def tile_pairs_full(self) -> int:
-        return _prod(a.full_sum for a in self.axes)
-
-    @property
-    def tile_pairs_partial(self) -> int:
-        return self.tile_pairs_visited - self.tile_pairs_full
-
-    @cached_property
     def q_tiles_visited_max(self) -> int:
-        return _prod(a.visited_max for a in self.axes)
+        return self.visited_max
 
     @property
     def q_tiles_visited_mean(self) -> float:
         return self.tile_pairs_visited / self.kv_tiles
-
-    @property
-    def fully_block_sparse(self) -> bool:
-        """Every visited (KV tile, Q tile) pair is fully dense."""
-        return self.tile_pairs_partial == 0
 
     def visited_histogram(self) -> dict[int, int]:
         """{Q tiles visited: number of KV tiles visiting that many}."""
