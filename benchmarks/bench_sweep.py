@@ -44,6 +44,18 @@ def cli_sweep(out: Path, hardware: str = "none") -> float:
     return time.perf_counter() - t0
 
 
+def time_in_memory(spec):
+    """Plan a sweep and compute every row in memory: (plan, plan seconds, rows, compute seconds)."""
+    t0 = time.perf_counter()
+    plan = plan_sweep(spec)
+    t_plan = time.perf_counter() - t0
+    n = 0
+    t0 = time.perf_counter()
+    for bi, lo, hi in iter_chunks(plan):
+        n += compute_chunk(plan, bi, lo, hi, "csv").num_rows
+    return plan, t_plan, n, time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one repetition, no Parquet")
@@ -58,14 +70,7 @@ def main() -> None:
                   f"best {min(times):.2f} s, median {statistics.median(times):.2f} s")
 
         spec = spec_from_mapping(RUNTIME)
-        t0 = time.perf_counter()
-        plan = plan_sweep(spec)
-        t_plan = time.perf_counter() - t0
-        n = 0
-        t0 = time.perf_counter()
-        for bi, lo, hi in iter_chunks(plan):
-            n += compute_chunk(plan, bi, lo, hi, "csv").num_rows
-        t_compute = time.perf_counter() - t0
+        plan, t_plan, n, t_compute = time_in_memory(spec)
         print(f"{plan.rows:,} configurations with h100 runtime columns ({len(plan.columns)} "
               f"columns): plan {t_plan:.2f} s, rows computed in {t_compute:.2f} s = "
               f"{n / t_compute:,.0f} configurations/s")
@@ -74,14 +79,7 @@ def main() -> None:
               f"{s.rows_per_second:,.0f} configurations/s")
 
         spec = spec_from_mapping(BIG)
-        t0 = time.perf_counter()
-        plan = plan_sweep(spec)
-        t_plan = time.perf_counter() - t0
-        n = 0
-        t0 = time.perf_counter()
-        for bi, lo, hi in iter_chunks(plan):
-            n += compute_chunk(plan, bi, lo, hi, "csv").num_rows
-        t_compute = time.perf_counter() - t0
+        plan, t_plan, n, t_compute = time_in_memory(spec)
         print(f"{plan.rows:,} configurations: plan {t_plan:.2f} s (per-axis statistics), "
               f"rows computed in {t_compute:.2f} s = {n / t_compute:,.0f} configurations/s")
         runs = [("CSV, 1 process", tmp / "big.csv", 1), ("CSV, auto processes", tmp / "big.csv", None)]
