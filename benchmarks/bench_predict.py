@@ -12,7 +12,7 @@ import sys
 import time
 
 from gnasim import GNAConfig, simulate
-from gnasim.tiling import axis_plan
+from gnasim.plan.tiling import axis_plan
 
 
 def timed(fn, repeat: int) -> float:
@@ -38,7 +38,7 @@ def main() -> None:
     print(f"3-D 30x48x80 predict, in-process, warm cache: "
           f"{timed(lambda: simulate(cfg, 'h100').to_dict(), 300) * 1e3:.3f} ms")
 
-    cmd = [sys.executable, "-m", "gnasim.cli", "predict", "-i", "30", "48", "80", "-w", "18", "24", "24",
+    cmd = [sys.executable, "-m", "gnasim", "predict", "-i", "30", "48", "80", "-w", "18", "24", "24",
            "--format", "json"]
     wall = timed(lambda: subprocess.run(cmd, check=True, capture_output=True), 5)
     print(f"whole 'gnasim predict' command (python -m gnasim.cli): {wall:.3f} s")

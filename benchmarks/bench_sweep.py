@@ -26,7 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gnasim.sweep import compute_chunk, iter_chunks, plan_sweep, run_sweep, spec_from_mapping  # noqa: E402
+from gnasim.explore.columns import compute_chunk
+
+from gnasim.explore.blocks import iter_chunks, plan_sweep
+
+from gnasim.explore.sweep import run_sweep  # noqa: E402
+
+from gnasim.explore.grid import spec_from_mapping  # noqa: E402
 
 RUNTIME = {"input_size": "30x48x80", "window_size": "8:24:8", "stride": "all",
            "q_tile": "4x8x8", "kv_tile": "2x8x8", "hardware": "h100",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import ConfigError
+from gnasim.errors import ConfigError
 
 
 def attention_flops(pairs: int, batch: int, heads: int, head_dim: int, head_dim_v: int) -> int:

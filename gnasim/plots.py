@@ -17,13 +17,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import GNAConfig
-from .errors import ConfigError, GnasimError
-from .hardware import format_tile
-from .recommend import StrideSearch, search_strides
-from .sweep import _S, axis_stats_many
-from .tiling import axis_plan
-from .windows import group_lengths, window_bounds
+from gnasim.config import GNAConfig
+from gnasim.errors import ConfigError, GnasimError
+from gnasim.hardware.profile import format_tile
+from gnasim.explore.recommend import StrideSearch, search_strides
+from gnasim.plan.stats import _S, axis_stats_many
+from gnasim.plan.tiling import axis_plan
+from gnasim.plan.windows import group_lengths, window_bounds
 
 FULL, PARTIAL, SKIPPED = "full", "partial", "skipped"
 COLOURS = {FULL: "#2ca02c", PARTIAL: "#ff7f0e", SKIPPED: "#d9d9d9"}

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bounds import amdahl, attention_flops
-from .config import GNAConfig
-from .errors import ConfigError
-from .fast_path import natten_fast_path
-from .hardware import HardwareProfile, Kernel, format_tile, load_profile
-from .tiling import KV_TILINGS, TilePlan, tile_plans
-from .tiling_backward import BackwardPlan, backward_flops, backward_plan
+from gnasim.bounds import amdahl, attention_flops
+from gnasim.config import GNAConfig
+from gnasim.errors import ConfigError
+from gnasim.plan.fast_path import natten_fast_path
+from gnasim.hardware.profile import HardwareProfile, format_tile, load_profile
+from gnasim.hardware.tiles import backward_tiles, resolve_tiles
+from gnasim.plan.tiling import KV_TILINGS, TilePlan, tile_plans
+from gnasim.plan.backward import BackwardPlan, backward_flops, backward_plan
 
 
 @dataclass(frozen=True)
@@ -173,62 +174,6 @@ class BackwardResult:
         }
 
 
-def backward_tiles(config: GNAConfig, kernel: Kernel | None, q=None, kv=None):
-    """Backward tile shapes: explicit ones, else the kernel's first backward shape for the rank and
-    head dim. Returns ``(q_tile, kv_tile, notes)``."""
-    notes: list[str] = []
-    if q is None or kv is None:
-        shapes = []
-        if kernel is not None:
-            shapes = (kernel.tile_shapes(config.rank, config.head_dim, backward=True)
-                      or kernel.tile_shapes(config.rank, None, backward=True))
-        if not shapes:
-            who = f"kernel {kernel.name} ships no rank-{config.rank} backward tile shape" \
-                if kernel is not None else "no hardware profile"
-            raise ConfigError(f"bwd_q_tile/bwd_kv_tile: {who}; give --bwd-q-tile and --bwd-kv-tile")
-        if not kernel.tile_sets(config.head_dim, backward=True):
-            notes.append(f"kernel {kernel.name} has no backward pass for head_dim "
-                         f"{config.head_dim}; backward tile shapes taken from its other head dims")
-        q = tuple(q) if q is not None else shapes[0][0]
-        kv = tuple(kv) if kv is not None else shapes[0][1]
-    q, kv = tuple(int(v) for v in q), tuple(int(v) for v in kv)
-    if kernel is not None and kernel.tile_set_for((q, kv), config.head_dim, backward=True) is None:
-        notes.append(f"backward tile {format_tile(q)}/{format_tile(kv)} is not shipped by "
-                     f"{kernel.name} for head_dim {config.head_dim}; simulated as given")
-    return q, kv, notes
-
-
-def resolve_tiles(config: GNAConfig, kernel: Kernel | None) -> tuple[GNAConfig, list[str]]:
-    """Fill missing tile shapes from the kernel's default; note tiles or dims it does not ship."""
-    notes: list[str] = []
-    q, kv = config.q_tile, config.kv_tile
-    if kernel is None:
-        if q is None or kv is None:
-            raise ConfigError("q_tile/kv_tile: give both tile shapes, or a hardware profile")
-        return config, notes
-    if config.dtype not in kernel.dtypes:
-        notes.append(f"kernel {kernel.name} does not run dtype {config.dtype} "
-                     f"(runs {', '.join(kernel.dtypes)}); simulated anyway")
-    if not kernel.tile_sets(config.head_dim):
-        notes.append(f"kernel {kernel.name} does not support head_dim {config.head_dim}; "
-                     "tile shapes taken from its other head dims")
-    if q is None or kv is None:
-        default = kernel.default_tile(config.rank, config.head_dim)
-        if default is None:
-            raise ConfigError(f"q_tile/kv_tile: kernel {kernel.name} ships no rank-{config.rank} "
-                              "tile shape; give --q-tile and --kv-tile")
-        q = q if q is not None else default[0]
-        kv = kv if kv is not None else default[1]
-    if len(q) != config.rank or len(kv) != config.rank:
-        raise ConfigError(f"q_tile/kv_tile: tile ranks {len(q)}/{len(kv)} do not match "
-                          f"input_size rank {config.rank}")
-    config = config.with_tiles(q, kv)
-    if kernel.tile_set_for((q, kv), config.head_dim) is None:
-        notes.append(f"tile {format_tile(q)}/{format_tile(kv)} is not shipped by {kernel.name} "
-                     f"for head_dim {config.head_dim}; simulated as given")
-    return config, notes
-
-
 def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
              kernel: str | None = None, kv_tiling: str | None = None,
              attention_fraction: float | None = None, full_attention_steps: int = 0,
@@ -260,8 +205,8 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
                              dense_plan.attended_pairs)
     runtime = None
     if profile is not None:
-        from .cost import predict_runtime
-        from .errors import GnasimError
+        from gnasim.model.cost import predict_runtime
+        from gnasim.errors import GnasimError
         try:
             runtime = predict_runtime(config, plan, dense_plan, profile, kern.name)
         except GnasimError as err:

@@ -34,8 +34,9 @@ Every number below is computed by the exact tile simulator; nothing is looked up
 import plotly.io as pio
 
 from gnasim import GNAConfig, load_profile, simulate
-from gnasim.recommend import propose_windows, recommend
-from gnasim.sweep import spec_from_mapping, sweep_frame
+from gnasim.explore.recommend import propose_windows, recommend
+from gnasim.explore.grid import spec_from_mapping
+from gnasim.explore.sweep import sweep_frame
 from gnasim import plots
 
 pio.renderers.default = "notebook"      # plotly.js embedded once: works offline

@@ -87,7 +87,7 @@ def test_bad_input_exit_2_one_line(args, words):
 def test_console_script_end_to_end(tmp_path):
     bad = tmp_path / "x.toml"
     bad.write_text("name = 'x'\n")
-    proc = subprocess.run([sys.executable, "-m", "gnasim.cli", "predict", "-i", "10", "-w", "4",
+    proc = subprocess.run([sys.executable, "-m", "gnasim", "predict", "-i", "10", "-w", "4",
                            "--hardware", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: hardware: profile file") and proc.stderr.count("\n") == 1

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gnasim.calibrate import calibrate, calibrate_profile, bind_rows, to_toml, write_profile
+from gnasim.calibration.fit import calibrate, calibrate_profile, bind_rows, to_toml, write_profile
 from gnasim.cli import app, join_multi_values
-from gnasim.compare import compare, error_stats
+from gnasim.calibration.compare import compare, error_stats
 from gnasim.config import GNAConfig
-from gnasim.cost import Rates, launch_for, permute_time_ms, runtime_model, time_ms
+from gnasim.model.cost import Rates, launch_for, permute_time_ms, runtime_model, time_ms
 from gnasim.errors import HardwareProfileError, MeasurementError
-from gnasim.hardware import _load_file, load_profile
-from gnasim.measurements import BASE_COLUMNS, load_measurements
+from gnasim.hardware.profile import _load_file, load_profile
+from gnasim.calibration.measurements import BASE_COLUMNS, load_measurements
 
 runner = CliRunner()
 PUBLISHED = load_measurements()

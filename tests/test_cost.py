@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gnasim.calibrate import to_toml
+from gnasim.calibration.fit import to_toml
 from gnasim.cli import app, join_multi_values
 from gnasim.config import GNAConfig
-from gnasim.cost import (Rates, dense_launch_shape, kernel_time, launch_for, permute_bytes,
+from gnasim.model.cost import (Rates, dense_launch_shape, kernel_time, launch_for, permute_bytes,
                          resolve_kernel, runtime_model)
 from gnasim.errors import ConfigError, HardwareProfileError
-from gnasim.hardware import KernelModel, _load_file, load_profile, load_profiles
+from gnasim.hardware.profile import KernelModel, _load_file, load_profile, load_profiles
 from gnasim.simulate import simulate
-from gnasim.tiling import tile_plan
+from gnasim.plan.tiling import tile_plan
 
 PROFILES = Path(__file__).resolve().parents[1] / "hardware_profiles"
 
@@ -231,10 +231,10 @@ def test_batched_runtime_model_equals_predict_runtime(hw):
 
     import numpy as np
 
-    from gnasim.cost import (LaunchBatch, dense_side, launch_shape, predict_runtime_many,
+    from gnasim.model.cost import (LaunchBatch, dense_side, launch_shape, predict_runtime_many,
                              resolve_kernel, runtime_model)
-    from gnasim.sweep import flatten_record
-    from gnasim.tiling import tile_plans
+    from gnasim.explore.blocks import flatten_record
+    from gnasim.plan.tiling import tile_plans
 
     rng = random.Random(7)
     prof = load_profile(hw)

@@ -8,8 +8,8 @@ import pytest
 
 import gnasim
 from gnasim.errors import MeasurementError
-from gnasim.hardware import load_profiles
-from gnasim.measurements import (BASE_COLUMNS, COLUMNS, REQUIRED, load_measurements,
+from gnasim.hardware.profile import load_profiles
+from gnasim.calibration.measurements import (BASE_COLUMNS, COLUMNS, REQUIRED, load_measurements,
                                  published_path)
 
 HEADER = ",".join(BASE_COLUMNS)
@@ -122,7 +122,7 @@ def test_required_columns_are_the_contract():
 
 
 def test_validation_harness_rows_load(tmp_path):
-    harness = pytest.importorskip("validate.harness")
+    harness = pytest.importorskip("gnasim_validate.harness")
     rows = []
     base = {c: "" for c in harness.COLUMNS}
     base.update(source="gnasim-validate", gpu="H100-SXM", batch="1", heads="8", head_dim="128",

@@ -16,9 +16,9 @@ import pytest
 from gnasim import GNAConfig
 from gnasim.plots import (FULL, PARTIAL, SKIPPED, axis_view, kaleido_available, sparsity_curves,
                           tile_map_figure, write_figure)
-from gnasim.recommend import search_strides
+from gnasim.explore.recommend import search_strides
 from gnasim.reference import full_mask, reference_counts
-from gnasim.tiling import tile_plan
+from gnasim.plan.tiling import tile_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gnasim import GNAConfig, load_profile, simulate
-from gnasim.recommend import pareto_mask, propose_windows, recommend, search_strides
+from gnasim.explore.recommend import pareto_mask, propose_windows, recommend, search_strides
 
 ROOT = Path(__file__).resolve().parents[1]
 

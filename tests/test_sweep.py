@@ -23,8 +23,11 @@ from gnasim.config import GNAConfig
 from gnasim.simulate import simulate
 from gnasim.errors import ConfigError
 from gnasim.simulate import SimulationResult
-from gnasim.sweep import (IDENTITY_KEYS, compute_chunk, flatten_record, iter_chunks,
-                          parse_axis_grid, plan_sweep, run_sweep, spec_from_mapping)
+from gnasim.explore.keys import IDENTITY_KEYS
+from gnasim.explore.columns import compute_chunk
+from gnasim.explore.blocks import flatten_record, iter_chunks, plan_sweep
+from gnasim.explore.grid import parse_axis_grid, spec_from_mapping
+from gnasim.explore.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 STRING_COLUMNS = ("hardware", "kernel", "input_size", "window_size", "stride", "dilation", "causal",
@@ -178,7 +181,7 @@ def test_runtime_columns_of_mixed_grids_equal_simulate(tmp_path, hardware, kerne
 
 def test_drift_in_batched_runtime_columns_stops_the_sweep(tmp_path, monkeypatch):
     """The per-block probe guards the batched runtime model too."""
-    import gnasim.cost as cost
+    import gnasim.model.cost as cost
 
     original = cost.predict_runtime_many
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from gnasim.config import GNAConfig
 from gnasim.reference import full_mask, reference_counts
-from gnasim.tiling import tile_plan
+from gnasim.plan.tiling import tile_plan
 
 
 @st.composite
@@ -102,7 +102,7 @@ def test_trip_counts_from_kernel_notes():
 @given(configs(), st.sampled_from(["static", "dynamic"]))
 def test_compressed_runs_equal_explicit(cfg, mode):
     """The periodic compression of long axes gives exactly the explicit per-tile rows."""
-    import gnasim.tiling as tiling
+    import gnasim.plan.tiling as tiling
 
     explicit = tile_plan(cfg, mode)
     dense = tile_plan(cfg.dense(), mode)
@@ -128,7 +128,7 @@ def test_natten_fast_path_has_no_false_positive_with_q_tiles_of_2(cfg):
     """natten-kernels.md 4.1: the kernels' predicate never skips a needed mask when every Q tile
     extent is >= 2 (with extents of 1 it can). KV padding is masked separately by the kernels
     (a cheap padding mask), so only configs without KV padding are compared."""
-    from gnasim.fast_path import natten_fast_path
+    from gnasim.plan.fast_path import natten_fast_path
 
     no_kv_padding = all(L % (t * D) == 0 for L, t, D in zip(cfg.input_size, cfg.kv_tile, cfg.dilation))
     if min(cfg.q_tile) >= 2 and no_kv_padding and natten_fast_path(cfg):
@@ -136,7 +136,7 @@ def test_natten_fast_path_has_no_false_positive_with_q_tiles_of_2(cfg):
 
 
 def test_natten_fast_path_published_cases():
-    from gnasim.fast_path import natten_fast_path
+    from gnasim.plan.fast_path import natten_fast_path
 
     def fp(**kw):
         return natten_fast_path(GNAConfig(**kw))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gnasim.measurements import BASE_COLUMNS
-from validate.harness import COLUMNS, SUITES, gpu_short_name, load_spec, resolve_cases
+from gnasim.calibration.measurements import BASE_COLUMNS
+from gnasim_validate.harness import COLUMNS, SUITES, gpu_short_name, load_spec, resolve_cases
 
 
 def test_schema_columns_first_and_in_order():
@@ -49,7 +49,7 @@ def test_gpu_short_names(name, short):
 
 def test_cli_without_gpu_exits_2(tmp_path):
     typer_testing = pytest.importorskip("typer.testing")
-    from gnasim.cli_validate import validate_app
+    from gnasim.cli.validate import validate_app
 
     runner = typer_testing.CliRunner()
     bad = runner.invoke(validate_app, ["run", "--suite", "nope", "--out", str(tmp_path / "x.csv")])

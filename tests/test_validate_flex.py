@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 
 from gnasim.config import GNAConfig  # noqa: E402
 from gnasim.reference import full_mask  # noqa: E402
-from validate.flex import plan_blocks, query_windows, slot_coordinates  # noqa: E402
-from validate.permute import plan_layouts as layouts, token_coordinates  # noqa: E402
-from validate.plan import kernel_plan  # noqa: E402
+from gnasim_validate.flex import plan_blocks, query_windows, slot_coordinates  # noqa: E402
+from gnasim_validate.permute import plan_layouts as layouts, token_coordinates  # noqa: E402
+from gnasim_validate.plan import kernel_plan  # noqa: E402
 
 CASES = [
     dict(input_size=(40,), window_size=9, stride=3, dilation=2, causal=True, q_tile=(8,), kv_tile=(4,)),
@@ -70,8 +70,8 @@ def test_flex_eager_output():
     flex_mod = pytest.importorskip("torch.nn.attention.flex_attention")
     import warnings
 
-    from validate.flex import plan_block_mask
-    from validate.permute import permute, unpermute
+    from gnasim_validate.flex import plan_block_mask
+    from gnasim_validate.permute import permute, unpermute
 
     cfg = GNAConfig(**CASES[1])
     plan = kernel_plan(cfg)

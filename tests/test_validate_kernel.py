@@ -22,11 +22,11 @@ pytest.importorskip("triton")
 
 from gnasim.config import GNAConfig  # noqa: E402
 from gnasim.reference import full_mask  # noqa: E402
-from gnasim.tiling import axis_plan, tile_plan  # noqa: E402
-from validate import gna_attention  # noqa: E402
-from validate.kernel import gna_forward_permuted, layouts, plan_table  # noqa: E402
-from validate.permute import permute, unpermute  # noqa: E402
-from validate.plan import kernel_plan  # noqa: E402
+from gnasim.plan.tiling import axis_plan, tile_plan  # noqa: E402
+from gnasim_validate import gna_attention  # noqa: E402
+from gnasim_validate.kernel import gna_forward_permuted, layouts, plan_table  # noqa: E402
+from gnasim_validate.permute import permute, unpermute  # noqa: E402
+from gnasim_validate.plan import kernel_plan  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from validate.permute import TokenLayout, permute, token_coordinates, unpermute  # noqa: E402
+from gnasim_validate.permute import TokenLayout, permute, token_coordinates, unpermute  # noqa: E402
 
 
 def test_natten_example_order():

@@ -118,7 +118,7 @@ def published_cases() -> list[dict]:
 def _fresh_caches() -> None:
     """0cbab4a's axis-plan cache could drop keys it was about to read once full (a KeyError
     after thousands of calls); the golden file was written with an empty cache per case."""
-    import gnasim.tiling as tiling
+    import gnasim.plan.tiling as tiling
 
     clear = getattr(tiling, "clear_plan_cache", None)
     if clear is not None:

@@ -72,7 +72,7 @@ def gna_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel_size
     Returns the output in the input layout; with ``return_counts`` also an int32 tensor
     ``[batch * dilation_groups, q_tiles, heads, 2]``: per program, the KV tiles it visited and how
     many of those applied the element mask (programs in the kernel's order, see
-    :meth:`validate.plan.KernelPlan.expected_visits`).
+    :meth:`gnasim_validate.plan.KernelPlan.expected_visits`).
     """
     if q.dim() < 4 or q.shape != k.shape or k.shape != v.shape:
         raise ValueError("q, k, v must share one shape [batch, *layout, heads, head_dim]")

@@ -12,7 +12,7 @@ perfectly block-sparse.
 Dense attention is the same kernel with window = layout (the same-code baseline).
 
 The kernel is written for rank 3; lower ranks arrive with leading singleton axes (see
-:mod:`validate.plan`). Nothing here queries a driver at import time, and the launch config is an
+:mod:`gnasim_validate.plan`). Nothing here queries a driver at import time, and the launch config is an
 explicit table, so ``TRITON_INTERPRET=1`` runs the same code on the CPU.
 """
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from .errors import GnasimError
+from gnasim.errors import GnasimError
 
 # Flags whose values may be given space-separated; main() joins them into one token.
 MULTI_VALUE_FLAGS = {
@@ -115,7 +115,7 @@ def build_config(input_size: str, window_size: str, stride: str, dilation: str, 
                  dim_value: Optional[int], dtype: str, q_tile: Optional[str],
                  kv_tile: Optional[str]):
     """A validated :class:`GNAConfig` from the CLI's string options."""
-    from .config import GNAConfig
+    from gnasim.config import GNAConfig
 
     return GNAConfig(input_size=input_size, window_size=window_size, stride=stride,
                      dilation=dilation, causal=causal, q_tile=q_tile, kv_tile=kv_tile,

@@ -84,7 +84,7 @@ class TokenLayout:
 
 
 def plan_layouts(plan) -> tuple[TokenLayout, TokenLayout]:
-    """The Q and KV token layouts of a :class:`validate.plan.KernelPlan` (its own rank)."""
+    """The Q and KV token layouts of a :class:`gnasim_validate.plan.KernelPlan` (its own rank)."""
     cfg = plan.config
     return (TokenLayout(cfg.input_size, cfg.q_tile, cfg.dilation),
             TokenLayout(cfg.input_size, cfg.kv_tile, cfg.dilation))

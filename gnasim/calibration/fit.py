@@ -29,11 +29,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .cost import (DEFAULT_BASELINE, Launch, Rates, baseline_name, launch_for, permute_time_ms,
+from gnasim.model.cost import (DEFAULT_BASELINE, Launch, Rates, baseline_name, launch_for, permute_time_ms,
                    runtime_model, time_ms)
-from .errors import ConfigError, GnasimError, HardwareProfileError, MeasurementError
-from .hardware import HardwareProfile, KernelModel, RuntimeModel, load_profiles
-from .measurements import Measurement, MeasurementSet
+from gnasim.errors import ConfigError, GnasimError, HardwareProfileError, MeasurementError
+from gnasim.hardware.profile import HardwareProfile, KernelModel, RuntimeModel, load_profiles
+from gnasim.calibration.measurements import Measurement, MeasurementSet
 
 # (name, lower, upper, prior scale) of the fitted parameters; priors are the schema defaults
 GLOBAL_PARAMS: tuple[tuple[str, float, float, float], ...] = (
@@ -523,8 +523,8 @@ def write_profile(profile: HardwareProfile, model: RuntimeModel, path: str | Pat
     The profile's name becomes the file's stem. An existing file is replaced only with ``force``.
     The written file is read back and validated before this returns.
     """
-    from .compare import file_mode
-    from .hardware import _load_file
+    from gnasim.calibration.compare import file_mode
+    from gnasim.hardware.profile import _load_file
 
     p = Path(path)
     if p.suffix != ".toml":

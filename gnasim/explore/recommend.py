@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .bounds import amdahl
-from .config import GNAConfig
-from .errors import ConfigError
-from .hardware import HardwareProfile, format_tile
-from .sweep import _S, axis_stats_many
+from gnasim.bounds import amdahl
+from gnasim.config import GNAConfig
+from gnasim.errors import ConfigError
+from gnasim.hardware.profile import HardwareProfile, format_tile
+from gnasim.plan.stats import _S, axis_stats_many
 
 
 @dataclass
@@ -201,7 +201,7 @@ def search_strides(config: GNAConfig, mode: str = "static", hardware: str | None
 def tile_candidates(config: GNAConfig, profile: HardwareProfile | None, kernel: str | None,
                     all_tiles: bool) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], list[str]]:
     """The tile shapes to search: the config's, the kernel's default, or every shipped shape."""
-    from .simulate import resolve_tiles
+    from gnasim.hardware.tiles import resolve_tiles
 
     kern = profile.kernel(kernel) if profile is not None else None
     if all_tiles:
@@ -220,7 +220,7 @@ def recommend(config: GNAConfig, profile: HardwareProfile | None = None,
               attention_fraction: float | None = None, full_attention_steps: int = 0,
               total_steps: int | None = None) -> list[StrideSearch]:
     """One stride search per tile shape (the kernel's default, the config's, or all shipped)."""
-    from .simulate import resolve_tiles
+    from gnasim.hardware.tiles import resolve_tiles
 
     kern = profile.kernel(kernel) if profile is not None else None
     mode = kv_tiling or (kern.kv_tiling if kern is not None else "static")

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from .cli_common import OutputFormat, guarded, print_json
+from gnasim.cli.options import OutputFormat, guarded, print_json
 
 MeasurementsArg = typer.Argument(
     None, help="Measurement CSV (default: the built-in published H100/B200 measurements).")
@@ -28,13 +28,13 @@ FormatOpt = typer.Option(OutputFormat.table, "--format", help="table for people,
 def _profiles(names: Optional[list[str]]):
     if not names:
         return None
-    from .hardware import load_profile
+    from gnasim.hardware.profile import load_profile
 
     return [load_profile(n) for n in names]
 
 
 def _load(path: Optional[Path], skip: bool):
-    from .measurements import load_measurements
+    from gnasim.calibration.measurements import load_measurements
 
     return load_measurements(path, skip_bad_rows=skip)
 
@@ -60,7 +60,7 @@ def compare(
     fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Predicted vs measured kernel times and speedups for every row of a measurement file."""
-    from .compare import atomic_write_text, compare as run_compare, plot_html, to_csv
+    from gnasim.calibration.compare import atomic_write_text, compare as run_compare, plot_html, to_csv
 
     mset = _load(measurements, skip_bad_rows)
     report = run_compare(mset, _profiles(hardware), loo=loo, skip_bad_rows=skip_bad_rows,
@@ -90,7 +90,7 @@ def calibrate(
     fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Fit each profile's runtime-model efficiencies to measurements; write calibrated profiles."""
-    from .calibrate import calibrate as run_calibrate, default_output, write_profile
+    from gnasim.calibration.fit import calibrate as run_calibrate, default_output, write_profile
 
     mset = _load(measurements, skip_bad_rows)
     cals, errors = run_calibrate(mset, _profiles(hardware), prior_weight=prior_weight, loo=loo,
@@ -100,7 +100,7 @@ def calibrate(
     if not dry_run:
         for t in targets:
             if t.exists() and not force:
-                from .errors import HardwareProfileError
+                from gnasim.errors import HardwareProfileError
                 raise HardwareProfileError(f"out: '{t}' already exists; choose another name "
                                            "or pass --force")
         for c, t in zip(cals, targets):
@@ -131,7 +131,7 @@ def render_compare(report, out: Optional[Path] = None, plot: Optional[Path] = No
     from rich.console import Console
     from rich.table import Table
 
-    from .compare import FACTOR_STEPS, fmt_pct
+    from gnasim.calibration.compare import FACTOR_STEPS, fmt_pct
 
     con = Console(highlight=False)
     kind = "leave-one-out predictions" if report.loo else "predictions"

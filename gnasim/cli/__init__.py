@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .cli_common import (  # noqa: F401  (re-exported for tests and scripts)
+from gnasim.cli.options import (  # noqa: F401  (re-exported for tests and scripts)
     MULTI_VALUE_FLAGS, Batch, Causal, Dilation, Dim, DimValue, Dtype, Format, Hardware, Heads,
     HeadsKV, InputSize, KernelOpt, KVTile, KVTiling, OutputFormat, QTile, Stride, WindowSize,
     build_config, fail, guarded, join_multi_values, print_json,
@@ -47,8 +47,8 @@ def predict(
     fmt: OutputFormat = Format,
 ) -> None:
     """Predict the tile plan, FLOPs and speedup bounds of one GNA configuration."""
-    from .config import parse_ints
-    from .simulate import simulate
+    from gnasim.config import parse_ints
+    from gnasim.simulate import simulate
 
     cfg = build_config(input_size, window_size, stride, dilation, causal, batch_size, heads,
                        heads_kv, dim, dim_value, dtype, q_tile, kv_tile)
@@ -69,7 +69,7 @@ def predict(
                     str(k): v for k, v in result.backward.plan.visited_histogram().items()}
         print_json(record)
         return
-    from .render import render_prediction
+    from gnasim.render import render_prediction
 
     render_prediction(result, histogram=histogram)
 
@@ -78,13 +78,13 @@ def predict(
 @guarded
 def profiles(fmt: OutputFormat = Format) -> None:
     """List the hardware profiles and their attention kernels."""
-    from .hardware import load_profiles
+    from gnasim.hardware.profile import load_profiles
 
     profs = load_profiles()
     if fmt == OutputFormat.json:
         print_json([p.model_dump() for p in profs])
         return
-    from .render import render_profiles
+    from gnasim.render import render_profiles
 
     render_profiles(profs)
 
@@ -98,9 +98,9 @@ def tiles(
     fmt: OutputFormat = Format,
 ) -> None:
     """List the tile shapes a GPU's kernel supports for a problem (NATTEN's --dry-run, any GPU)."""
-    from .config import parse_ints
-    from .hardware import load_profile
-    from .tile_shapes import supported_tiles
+    from gnasim.config import parse_ints
+    from gnasim.hardware.profile import load_profile
+    from gnasim.hardware.tiles import supported_tiles
 
     rank = len(parse_ints(input_size, "input_size"))
     size = parse_ints(input_size, "input_size")
@@ -109,24 +109,24 @@ def tiles(
     if fmt == OutputFormat.json:
         print_json(rows)
         return
-    from .render import render_tiles
+    from gnasim.render import render_tiles
 
     render_tiles(prof, rank, rows, backward)
 
 
 # -- commands that live in other modules (each module keeps heavy imports inside its functions) --
-from .cli_explore import plot, recommend, sweep  # noqa: E402
+from gnasim.cli.explore import plot, recommend, sweep  # noqa: E402
 
 app.command()(sweep)
 app.command()(recommend)
 app.command()(plot)
 
-from .cli_model import calibrate, compare  # noqa: E402
+from gnasim.cli.model import calibrate, compare  # noqa: E402
 
 app.command()(calibrate)
 app.command()(compare)
 
-from .cli_validate import validate_app  # noqa: E402
+from gnasim.cli.validate import validate_app  # noqa: E402
 
 app.add_typer(validate_app, name="validate")
 

@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import GNAConfig
-from .errors import ConfigError, HardwareProfileError
-from .fast_path import natten_fast_path
-from .hardware import HardwareProfile, Kernel, KernelModel, RuntimeModel
-from .tiling import TilePlan, axis_plan, tile_plan
+from gnasim.config import GNAConfig
+from gnasim.errors import ConfigError, HardwareProfileError
+from gnasim.plan.fast_path import natten_fast_path
+from gnasim.hardware.profile import HardwareProfile, Kernel, KernelModel, RuntimeModel
+from gnasim.plan.tiling import TilePlan, axis_plan, tile_plan
 
 DEFAULT_BASELINE = "cudnn-sdpa"
 BOUNDS = ("tensor", "exp", "memory", "latency")
@@ -959,7 +959,7 @@ def launch_for(config: GNAConfig, profile: HardwareProfile, implementation: str,
     one flat sequence with that tile; anything else runs the kernel's tile plan (tiles from the
     config, else the kernel's default).
     """
-    from .simulate import resolve_tiles
+    from gnasim.hardware.tiles import resolve_tiles
 
     rk = resolve_kernel(profile, implementation, masking, kv_tiling)
     dense = (config.window_size == config.input_size and all(s == 1 for s in config.stride)

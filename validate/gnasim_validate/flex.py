@@ -1,7 +1,7 @@
 """A FlexAttention block mask built from the same tile plan the Triton kernel runs.
 
 Flex runs on the token-permuted layout ([batch * groups, heads, tokens, head_dim] views of
-:func:`validate.permute.permute`), with ``BLOCK_SIZE = (prod(q_tile), prod(kv_tile))``: for every
+:func:`gnasim_validate.permute.permute`), with ``BLOCK_SIZE = (prod(q_tile), prod(kv_tile))``: for every
 Q tile, the fully dense KV tiles of the plan go in the *full* block lists (no ``mask_mod``), the
 other visited tiles in the *partial* lists, and the ``mask_mod`` applies the per-axis window rules
 to group-local token coordinates read from small lookup tensors.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gnasim.windows import window_end, window_start
+from gnasim.plan.windows import window_end, window_start
 
 from .plan import KernelPlan
 

@@ -1,6 +1,6 @@
 """``gnasim validate``: time the Triton GNA kernel and its baselines on a GPU, write measurements.
 
-A thin layer over :mod:`validate.harness` (imported only when a command runs, so ``gnasim``
+A thin layer over :mod:`gnasim_validate.harness` (imported only when a command runs, so ``gnasim``
 works without torch). Without a GPU, or without torch / triton, it prints one line on stderr and
 exits with code 2.
 """
@@ -35,7 +35,7 @@ def run(
 ) -> None:
     """Time our kernel (GNA and dense), torch SDPA and FlexAttention; write CSV rows."""
     try:
-        from validate.harness import NoGPU, resolve_cases, run as run_cases
+        from gnasim_validate.harness import NoGPU, resolve_cases, run as run_cases
     except ImportError as err:          # validate/ not importable (e.g. installed without it)
         _fail(f"the validate package is not available ({err})")
     try:
@@ -52,7 +52,7 @@ def run(
 @validate_app.command("suites")
 def suites() -> None:
     """List the built-in suites and their cases (no GPU needed)."""
-    from validate.harness import SUITES
+    from gnasim_validate.harness import SUITES
 
     for name, make in SUITES.items():
         cases = make()

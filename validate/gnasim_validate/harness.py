@@ -14,7 +14,7 @@ used in rotation so no launch reads what the previous one left in L2):
   the same tile plan (full blocks unmasked, partial blocks through a ``mask_mod``), and dense.
 
 Rows follow the measurement CSV schema shared with calibration (see :data:`COLUMNS`).
-Run as ``gnasim validate run`` or ``python -m validate.harness`` (the latter needs no typer).
+Run as ``gnasim validate run`` or ``python -m gnasim_validate.harness`` (the latter needs no typer).
 """
 
 from __future__ import annotations
@@ -560,7 +560,7 @@ def run(suite: str | None, spec: Path | None, out: Path, *, sets: int = 3, flex:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m validate.harness", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m gnasim_validate.harness", description=__doc__.splitlines()[0])
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--suite", choices=sorted(SUITES))
     g.add_argument("--spec", type=Path)

@@ -5,7 +5,7 @@ cost model can differ from the exact ``TilePlan.fully_block_sparse`` in border c
 
 from __future__ import annotations
 
-from .windows import group_lengths, window_extents, window_start
+from gnasim.plan.windows import group_lengths, window_extents, window_start
 
 
 def axis_fast_path(length: int, window: int, stride: int, q_tile: int, kv_tile: int) -> bool:

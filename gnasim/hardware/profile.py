@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import HardwareProfileError
+from gnasim.errors import HardwareProfileError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -326,8 +326,8 @@ class HardwareProfile(BaseModel):
 def profile_dirs() -> list[Path]:
     """Directories searched for ``NAME.toml``, first match wins."""
     dirs = [Path(p) for p in os.environ.get("GNASIM_PROFILE_PATH", "").split(os.pathsep) if p]
-    here = Path(__file__).resolve().parent
-    dirs += [here / "hardware_profiles", here.parent / "hardware_profiles"]
+    package = Path(__file__).resolve().parents[1]   # installed: gnasim/hardware_profiles
+    dirs += [package / "hardware_profiles", package.parent / "hardware_profiles"]
     return [d for d in dirs if d.is_dir()]
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import GNAConfig, parse_ints
-from .errors import ConfigError, MeasurementError
+from gnasim.config import GNAConfig, parse_ints
+from gnasim.errors import ConfigError, MeasurementError
 
 REQUIRED = ("gpu", "implementation", "batch", "heads", "head_dim", "dtype", "layout", "window",
             "attention_ms")
@@ -51,7 +51,7 @@ _PARAM_COLUMN = {
     "dtype": "dtype", "config": "layout",
 }
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 PUBLISHED = DATA_DIR / "published_measurements.csv"
 
 

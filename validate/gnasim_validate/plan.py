@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gnasim.config import GNAConfig
-from gnasim.tiling import AxisPlan, axis_plan
-from gnasim.windows import group_lengths, window_end, window_start
+from gnasim.plan.tiling import AxisPlan, axis_plan
+from gnasim.plan.windows import group_lengths, window_end, window_start
 
 KERNEL_RANK = 3
 

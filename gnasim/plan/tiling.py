@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from .windows import attended_keys_total, window_bounds, window_extents
+from gnasim.plan.windows import attended_keys_total, window_bounds, window_extents
 
 KVTiling = Literal["static", "dynamic"]
 KV_TILINGS: tuple[str, ...] = ("static", "dynamic")
@@ -269,7 +269,7 @@ def axis_plans(keys: list[AxisKey]) -> list[AxisPlan]:
             _PLANS.clear()
         for mode in {k[7] for k in missing}:
             if mode not in KV_TILINGS:
-                from .errors import ConfigError
+                from gnasim.errors import ConfigError
                 raise ConfigError(f"kv_tiling: '{mode}' is not one of {list(KV_TILINGS)}")
             _build([k for k in missing if k[7] == mode], mode)
     return [_PLANS[k] for k in keys]
@@ -462,7 +462,7 @@ def _prod(values) -> int:
 
 
 def _axis_keys(config, mode: str) -> list[AxisKey]:
-    from .errors import ConfigError
+    from gnasim.errors import ConfigError
     if not config.has_tiles:
         raise ConfigError("q_tile/kv_tile: tile shapes are required (give them or a hardware profile)")
     if len(config.q_tile) != config.rank or len(config.kv_tile) != config.rank:

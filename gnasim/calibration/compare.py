@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from .calibrate import (DEFAULT_PRIOR_WEIGHT, BoundRow, RowResult, bind_rows, calibrate_profile)
-from .cost import explain, kernel_time, permute_time_ms, runtime_model
-from .errors import MeasurementError
-from .hardware import HardwareProfile
-from .measurements import MeasurementSet
+from gnasim.calibration.fit import (DEFAULT_PRIOR_WEIGHT, BoundRow, RowResult, bind_rows, calibrate_profile)
+from gnasim.model.cost import explain, kernel_time, permute_time_ms, runtime_model
+from gnasim.errors import MeasurementError
+from gnasim.hardware.profile import HardwareProfile
+from gnasim.calibration.measurements import MeasurementSet
 
 FACTOR_STEPS = ("waves", "masking", "overheads", "clock", "baseline", "permute")
 

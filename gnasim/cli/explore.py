@@ -12,11 +12,11 @@ from typing import Any, List, Optional
 
 import typer
 
-from .cli_common import (
+from gnasim.cli.options import (
     Causal, Dilation, Dtype, Format, Hardware, KernelOpt, KVTile, KVTiling, OutputFormat, QTile,
     guarded, print_json,
 )
-from .errors import ConfigError
+from gnasim.errors import ConfigError
 
 # -- shared options (the predict flags, here repeatable or optional) -----------------------------
 _many = "Repeat the flag for alternatives."
@@ -44,7 +44,7 @@ def _cli_mapping(**values: Any) -> tuple[dict[str, Any], dict[str, str]]:
              "attention_fraction": "--attention-fraction",
              "full_attention_steps": "--full-attention-steps", "total_steps": "--total-steps",
              "bounds_only": "--bounds-only"}
-    from .sweep import Alternatives
+    from gnasim.explore.grid import Alternatives
 
     data: dict[str, Any] = {}
     for key, value in values.items():
@@ -91,7 +91,8 @@ def sweep(
     fmt: OutputFormat = Format,
 ) -> None:
     """Sweep a grid of configurations into CSV or Parquet, one `predict` record per row."""
-    from .sweep import load_spec_file, run_sweep, spec_from_mapping
+    from gnasim.explore.grid import load_spec_file, spec_from_mapping
+    from gnasim.explore.sweep import run_sweep
 
     data, labels = _cli_mapping(
         input_size=input_size, window_size=window_size, stride=stride, dilation=dilation,
@@ -158,7 +159,7 @@ def _base_config(input_size: str, window_size: Optional[str], stride: str, dilat
     """The problem from the flags. Without a window (window proposals, the sparsity plot) the
     layout stands in for it and the dilation is only parsed: the windows generated later obey
     ``K * D <= L`` by construction."""
-    from .config import GNAConfig, parse_ints
+    from gnasim.config import GNAConfig, parse_ints
 
     if window_size is not None:
         return GNAConfig(input_size=input_size, window_size=window_size, stride=stride,
@@ -180,7 +181,7 @@ def _base_config(input_size: str, window_size: Optional[str], stride: str, dilat
 
 
 def _profile(hardware: str):
-    from .hardware import load_profile
+    from gnasim.hardware.profile import load_profile
 
     return None if hardware.strip().lower() == "none" else load_profile(hardware)
 
@@ -210,7 +211,7 @@ def recommend(
     fmt: OutputFormat = Format,
 ) -> None:
     """The paper's pruned stride search: Pareto-optimal strides by tile bound, best tile shapes."""
-    from .recommend import propose_windows, recommend as run_recommend, tile_candidates
+    from gnasim.explore.recommend import propose_windows, recommend as run_recommend, tile_candidates
 
     profile = _profile(hardware)
     proposals = []
@@ -251,7 +252,7 @@ def _render_recommend(results: list, proposals: list, target: Optional[float],
     from rich.console import Console
     from rich.table import Table
 
-    from .hardware import format_tile
+    from gnasim.hardware.profile import format_tile
 
     con = Console(highlight=False)
     if proposals:
@@ -291,7 +292,7 @@ def _render_recommend(results: list, proposals: list, target: Optional[float],
 def _render_search(con: Any, s: Any) -> None:
     from rich.table import Table
 
-    from .hardware import format_tile
+    from gnasim.hardware.profile import format_tile
 
     c = s.config
     hw = f"{s.hardware} / {s.kernel}" if s.hardware else "no hardware profile"
@@ -360,9 +361,9 @@ def plot(
     png: Optional[str] = typer.Option(None, "--png", help="Also write a PNG (needs kaleido)."),
 ) -> None:
     """Interactive plotly HTML: tile map, stride heatmap, Pareto front or speedup vs sparsity."""
-    from .config import parse_ints
-    from .hardware import format_tile
-    from .simulate import resolve_tiles
+    from gnasim.config import parse_ints
+    from gnasim.hardware.profile import format_tile
+    from gnasim.hardware.tiles import resolve_tiles
 
     profile = _profile(hardware)
     kern = profile.kernel(kernel) if profile is not None else None
@@ -375,7 +376,7 @@ def plot(
                        "fp16")
     cfg, notes = resolve_tiles(cfg, kern)
     opt = lambda text, name: parse_ints(text, name) if text is not None else None
-    from . import plots
+    from gnasim import plots
 
     if png is not None and not plots.kaleido_available():
         raise ConfigError("png: writing PNG needs the kaleido package (pip install kaleido); nothing was written")
@@ -385,7 +386,7 @@ def plot(
     elif kind == PlotKind.stride_heatmap:
         fig = plots.stride_heatmap_figure(cfg, mode, opt(axes, "axes"))
     elif kind == PlotKind.pareto:
-        from .recommend import search_strides
+        from gnasim.explore.recommend import search_strides
         fig = plots.pareto_figure(search_strides(cfg, mode, profile.name if profile else None,
                                                  kern.name if kern else None))
     else:

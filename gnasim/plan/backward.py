@@ -35,8 +35,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .tiling import ProductPlan, _cdiv, _product_distribution
-from .windows import window_extents
+from gnasim.plan.tiling import ProductPlan, _cdiv, _product_distribution
+from gnasim.plan.windows import window_extents
 
 
 def inverse_window_bounds(j, length: int, window: int, stride: int,
@@ -185,7 +185,7 @@ class BackwardPlan(ProductPlan):
 
 def backward_plan(config, q_tile: tuple[int, ...], kv_tile: tuple[int, ...]) -> BackwardPlan:
     """The backward plan of a :class:`~gnasim.config.GNAConfig` with backward tile shapes."""
-    from .errors import ConfigError
+    from gnasim.errors import ConfigError
     if len(q_tile) != config.rank or len(kv_tile) != config.rank:
         raise ConfigError(f"bwd_q_tile/bwd_kv_tile: tile ranks {len(q_tile)}/{len(kv_tile)} do "
                           f"not match input_size rank {config.rank}")
