@@ -166,3 +166,61 @@ def test_matches_flex_attention_block_mask():
         plan = flat_plan(cfg, q_tile, kv_tile)
         assert (full == plan.full).all()
         assert (partial + full == plan.visited).all()
+
+
+# -- the curse plot ---------------------------------------------------------------------------
+
+def test_curse_points_agree_with_simulate():
+    from gnasim.plots_flat import box_name, curse_points, flat_name
+    from gnasim.simulate import simulate
+
+    windows = [(3, 6, 6), (6, 8, 8)]
+    points = curse_points((6, 16, 24), windows, stride=(1, 2, 2), flat_tiles=[(64, 32)],
+                          box_tiles=[((2, 4, 8), (2, 4, 4))])
+    assert [p.tiling for p in points] == [flat_name((64, 32))] * 2 + \
+        [box_name(((2, 4, 8), (2, 4, 4)), "static")] * 2
+    for p in points[2:]:
+        cfg = GNAConfig(input_size=(6, 16, 24), window_size=p.window, stride=(1, 2, 2),
+                        q_tile=(2, 4, 8), kv_tile=(2, 4, 4))
+        r = simulate(cfg)
+        assert p.tile_bound == pytest.approx(r.tile_speedup, rel=1e-12)
+        assert p.tile_bound_mean == pytest.approx(r.tile_speedup_mean, rel=1e-12)
+        assert p.flop_bound == pytest.approx(r.flop_speedup, rel=1e-12)
+        assert p.wasted_share == pytest.approx(r.flops_wasted / r.flops_computed, rel=1e-12)
+    for p in points[:2]:
+        cfg = GNAConfig(input_size=(6, 16, 24), window_size=p.window, stride=(1, 2, 2))
+        ref = flat_reference_counts(cfg, 64, 32)
+        dense = flat_reference_counts(cfg.dense(), 64, 32)
+        assert p.tile_bound == pytest.approx(max(dense.visited) / max(ref.visited), rel=1e-12)
+        assert p.wasted_share == pytest.approx(
+            1 - ref.attended_pairs / (sum(ref.visited) * 64 * 32), rel=1e-12)
+
+
+def test_curse_html_is_written_with_every_trace(tmp_path):
+    from gnasim.plots_flat import cube_windows, write_curse_html
+
+    windows = cube_windows((8, 16, 16), [4, 8, 12])
+    assert windows == [(4, 4, 4), (8, 8, 8), (8, 12, 12)]
+    out = write_curse_html(tmp_path / "curse.html", (8, 16, 16), windows, stride="window",
+                           flat_tiles=[(64, 64), (128, 64)],
+                           box_tiles=[((2, 4, 8), (2, 4, 8))])
+    html = out.read_text()
+    assert html.lower().startswith("<!doctype html>") and "<script" in html
+    assert "Plotly.newPlot" in html and '<script src="http' not in html   # plotly.js inlined
+    for name in ["flat, Q 64 / KV 64 tokens", "flat, Q 128 / KV 64 tokens",
+                 "box, Q 2x4x8 / KV 2x4x8 (static KV tiling)", "FLOP bound", "8x12x12",
+                 "stride = window"]:
+        assert name.replace("/", "\\u002f") in html, name   # plotly's JSON escapes "/"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(windows=[]), "windows: give at least one window"),
+    (dict(windows=[(4, 4)], flat_tiles=[]), "tiles: give at least one"),
+    (dict(windows=[(4, 4)], kv_tiling="sideways"), "kv_tiling: 'sideways'"),
+    (dict(windows=[(2, 2)], stride=4), "stride \\(axis 0\\): 4 is larger than window_size 2"),
+])
+def test_curse_errors(kwargs, message):
+    from gnasim.plots_flat import curse_points
+
+    with pytest.raises(ConfigError, match=message):
+        curse_points((8, 8), **kwargs)
