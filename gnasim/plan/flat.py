@@ -325,22 +325,18 @@ def _full(ax: _Axes, owner, lo, hi, n_q: int, q_tile: int, kv_tile: int) -> np.n
     first = np.zeros((n_q, r), dtype=np.int64)
     count = np.zeros((n_q, r), dtype=np.int64)
     step = np.broadcast_to(ax.D, (n_q, r)).copy()
+    heads = np.searchsorted(owner, np.arange(n_q))     # first box of each tile (owner is sorted)
     for d in range(r):
         L, K, S, D, causal = (int(ax.L[d]), int(ax.K[d]), int(ax.S[d]), int(ax.D[d]),
                               bool(ax.C[d]))
-        q_min = np.full(n_q, L, dtype=np.int64)
-        q_max = np.full(n_q, -1, dtype=np.int64)
-        np.minimum.at(q_min, owner, lo[:, d])
-        np.maximum.at(q_max, owner, hi[:, d] - 1)
+        q_min = np.minimum.reduceat(lo[:, d], heads)
+        q_max = np.maximum.reduceat(hi[:, d] - 1, heads)
         one_group = np.ones(n_q, dtype=bool)
         if D > 1:   # queries of two dilation groups share no key
-            wide = np.zeros(n_q, dtype=bool)
-            np.logical_or.at(wide, owner, hi[:, d] - lo[:, d] > 1)
-            g_min = np.full(n_q, D, dtype=np.int64)
-            g_max = np.full(n_q, -1, dtype=np.int64)
-            np.minimum.at(g_min, owner, lo[:, d] % D)
-            np.maximum.at(g_max, owner, lo[:, d] % D)
-            one_group = ~wide & (g_min == g_max)
+            wide = np.maximum.reduceat(hi[:, d] - lo[:, d], heads) > 1
+            residue = lo[:, d] % D
+            one_group = ~wide & (np.minimum.reduceat(residue, heads)
+                                 == np.maximum.reduceat(residue, heads))
         g = q_min % D
         Lg = group_lengths(L, D)[g]
         start, _ = window_bounds(q_max // D, Lg, K, S, causal)
