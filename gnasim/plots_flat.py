@@ -9,9 +9,9 @@ FLOP bound they both approach at best. Every tile shape is named in the legend. 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from gnasim.config import GNAConfig, parse_ints
 from gnasim.errors import ConfigError
@@ -111,7 +111,7 @@ def curse_figure(input_size, windows: Sequence, stride=1, dilation=1, causal=Fal
                            f"<extra>{name}</extra>")))
     first = [p for p in points if p.tiling == points[0].tiling]
     fig.add_trace(go.Scatter(x=labels, y=[p.flop_bound for p in first], mode="lines",
-                             name="FLOP bound", line=dict(dash="dash", color="black"),
+                             name="FLOP bound", line={"dash": "dash", "color": "black"},
                              hovertemplate="window %{x}<br>FLOP bound %{y:.3f}<extra></extra>"))
     blocked = isinstance(stride, str)
     c = GNAConfig(input_size=input_size, window_size=first[0].window,

@@ -64,13 +64,13 @@ def test_flat_plan_matches_the_brute_force(case):
 
 
 @pytest.mark.parametrize("kw, q_tile, kv_tile", [
-    (dict(input_size=(6, 9, 10), window_size=(3, 4, 5)), 7, 13),
-    (dict(input_size=(6, 9, 10), window_size=(3, 4, 5), stride=(3, 4, 5)), 20, 20),
-    (dict(input_size=(8, 12), window_size=(8, 12)), 16, 8),             # dense: all full
-    (dict(input_size=(8, 12), window_size=(8, 12), causal=(True, True)), 5, 3),
-    (dict(input_size=(9, 12), window_size=(3, 4), dilation=(3, 2)), 4, 6),
-    (dict(input_size=(10, 10), window_size=(10, 4), stride=(1, 4), dilation=(1, 2)), 12, 2),
-    (dict(input_size=(5, 6, 7), window_size=(5, 6, 7), causal=(False, True, True)), 210, 1),
+    ({"input_size": (6, 9, 10), "window_size": (3, 4, 5)}, 7, 13),
+    ({"input_size": (6, 9, 10), "window_size": (3, 4, 5), "stride": (3, 4, 5)}, 20, 20),
+    ({"input_size": (8, 12), "window_size": (8, 12)}, 16, 8),             # dense: all full
+    ({"input_size": (8, 12), "window_size": (8, 12), "causal": (True, True)}, 5, 3),
+    ({"input_size": (9, 12), "window_size": (3, 4), "dilation": (3, 2)}, 4, 6),
+    ({"input_size": (10, 10), "window_size": (10, 4), "stride": (1, 4), "dilation": (1, 2)}, 12, 2),
+    ({"input_size": (5, 6, 7), "window_size": (5, 6, 7), "causal": (False, True, True)}, 210, 1),
 ])
 def test_named_cases(kw, q_tile, kv_tile):
     _check(GNAConfig(**kw), q_tile, kv_tile)
@@ -155,7 +155,7 @@ def test_matches_flex_attention_block_mask():
         n = cfg.tokens
         table = torch.from_numpy(full_mask(cfg))
 
-        def mask_mod(b, h, q, kv):
+        def mask_mod(b, h, q, kv, n=n, table=table):
             inside = (q < n) & (kv < n)
             return table[q.clamp(max=n - 1), kv.clamp(max=n - 1)] & inside
 
@@ -214,10 +214,10 @@ def test_curse_html_is_written_with_every_trace(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(windows=[]), "windows: give at least one window"),
-    (dict(windows=[(4, 4)], flat_tiles=[]), "tiles: give at least one"),
-    (dict(windows=[(4, 4)], kv_tiling="sideways"), "kv_tiling: 'sideways'"),
-    (dict(windows=[(2, 2)], stride=4), "stride \\(axis 0\\): 4 is larger than window_size 2"),
+    ({"windows": []}, "windows: give at least one window"),
+    ({"windows": [(4, 4)], "flat_tiles": []}, "tiles: give at least one"),
+    ({"windows": [(4, 4)], "kv_tiling": "sideways"}, "kv_tiling: 'sideways'"),
+    ({"windows": [(2, 2)], "stride": 4}, "stride \\(axis 0\\): 4 is larger than window_size 2"),
 ])
 def test_curse_errors(kwargs, message):
     from gnasim.plots_flat import curse_points

@@ -26,6 +26,7 @@ its exact runs are the full ones. The work grows with the number of runs (for Hu
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -294,7 +295,7 @@ def _chunks(tile_of_product: np.ndarray, runs_per_product: np.ndarray, n_q: int)
     cuts = np.searchsorted(cum_tile, np.arange(RUNS_PER_CHUNK, cum_tile[-1], RUNS_PER_CHUNK))
     tile_cuts = np.unique(np.concatenate([[0], cuts + 1, [n_q]]).clip(0, n_q))
     product_cuts = np.searchsorted(tile_of_product, tile_cuts)
-    return list(zip(product_cuts[:-1], product_cuts[1:]))
+    return list(itertools.pairwise(product_cuts))
 
 
 def _visited(ax: _Axes, owner, lo, hi, n_q: int, kv_tile: int) -> np.ndarray:
