@@ -224,3 +224,11 @@ def test_curse_errors(kwargs, message):
 
     with pytest.raises(ConfigError, match=message):
         curse_points((8, 8), **kwargs)
+
+
+def test_plan_arrays_are_read_only():
+    plan = flat_plan(GNAConfig(input_size=(10, 10), window_size=(3, 3)), 16, 8)
+    with pytest.raises(ValueError):
+        plan.visited[0] = 0
+    with pytest.raises(ValueError):
+        plan.full[0] = 1

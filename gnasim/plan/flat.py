@@ -41,7 +41,7 @@ TILING = "flat"
 RUNS_PER_CHUNK = 1 << 21
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FlatPlan:
     """Per-Q-tile counts of a flat tiling, with the attribute names of :class:`TilePlan`.
 
@@ -140,6 +140,7 @@ def flat_plan(config: GNAConfig, q_tile: int, kv_tile: int) -> FlatPlan:
     owner, lo, hi = _tile_boxes(ax, n_q, q_tile)
     visited = _visited(ax, owner, lo, hi, n_q, kv_tile)
     full = _full(ax, owner, lo, hi, n_q, q_tile, kv_tile)
+    visited.flags.writeable = full.flags.writeable = False
     return FlatPlan(tuple(config.input_size), q_tile, kv_tile, visited, full, _attended(config))
 
 
