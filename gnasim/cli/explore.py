@@ -133,7 +133,7 @@ def _render_summary(s: Any) -> None:
 
     con = Console(highlight=False)
     verb = "interrupted after writing" if s.interrupted else "wrote"
-    con.print(f"sweep: {verb} {s.written:,} rows to {s.out} in {s.seconds:.2f} s "
+    con.print(f"sweep: {verb} {s.written:,} rows to {s.partial or s.out} in {s.seconds:.2f} s "
               f"({s.rows_per_second:,.0f} rows/s, {s.jobs} process{'es' if s.jobs > 1 else ''})")
     if s.resumed_rows:
         con.print(f"resume: kept the {s.resumed_rows:,} rows already in the file")
