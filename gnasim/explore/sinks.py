@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from gnasim.errors import ConfigError, OutputError
+from gnasim.errors import ConfigError
 from gnasim.explore.blocks import SweepPlan, iter_chunks
 from gnasim.explore.columns import _arrow, column_type, compute_chunk
 from gnasim.explore.keys import IDENTITY_KEYS
@@ -41,11 +41,6 @@ def output_format(path: Path) -> str:
 
 def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
-
-
-def _unrelated(out: Path) -> OutputError:
-    return OutputError(f"out: '{out}' exists and is not a table of this sweep (other columns or "
-                       "not a table); pass --force to replace it, or choose another file")
 
 
 class CsvSink:
@@ -111,6 +106,13 @@ class CsvSink:
     def publish(self) -> None:
         self._close()
         os.replace(self.partial, self.out)
+
+    def abandon(self) -> None:
+        """After a failed write: keep the complete lines in ``FILE.partial`` for --resume."""
+        try:
+            self._close()
+        except OSError:
+            pass
 
     def publish_existing(self, src: Path) -> None:
         """A resumed file that already holds every row becomes ``FILE`` as it is."""
@@ -192,6 +194,7 @@ class ParquetSink:
     def publish_existing(self, src: Path) -> None:
         if src != self.out:
             os.replace(src, self.out)
+        _remove(self.work)                  # a killed run's unfinished work file
 
     def abandon(self) -> None:
         """After a failed write: drop the unfinished work file, keep any older partial."""

@@ -253,11 +253,8 @@ def _write_rows(plan: SweepPlan, sink: Any, src: Path | None, done: int, fmt: st
 def _abandon(sink: Any) -> None:
     """After an error: keep what can be resumed, never touch ``out``."""
     try:
-        if hasattr(sink, "abandon"):
-            sink.abandon()
-        else:
-            sink.stop()
-    except BaseException:
+        sink.abandon()
+    except Exception:
         pass
 
 
