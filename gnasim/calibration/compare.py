@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,30 +225,6 @@ CSV_COLUMNS = (
     "measured_speedup_with_permute", "predicted_speedup_with_permute",
     "error_speedup_with_permute_pct", "tile_bound", "flop_bound", "masked_tiles_pct",
     "mask_factor", "waves", "bound") + tuple(f"factor_{k}" for k in FACTOR_STEPS)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a file via a temporary file in the same directory and ``os.replace``."""
-    p = Path(path)
-    if not p.parent.is_dir():
-        raise MeasurementError(f"out: directory '{p.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
-
-
-def file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give (temporary files are created 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def to_csv(report: CompareReport) -> str:

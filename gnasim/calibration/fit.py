@@ -20,9 +20,7 @@ unless asked.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -32,6 +30,7 @@ import numpy as np
 from gnasim.model.cost import (DEFAULT_BASELINE, Launch, Rates, baseline_name, launch_for, permute_time_ms,
                    runtime_model, time_ms)
 from gnasim.errors import ConfigError, GnasimError, HardwareProfileError, MeasurementError
+from gnasim.files import atomic_write, check_output_path
 from gnasim.hardware.profile import HardwareProfile, KernelModel, RuntimeModel, load_profiles
 from gnasim.calibration.measurements import Measurement, MeasurementSet
 
@@ -523,7 +522,6 @@ def write_profile(profile: HardwareProfile, model: RuntimeModel, path: str | Pat
     The profile's name becomes the file's stem. An existing file is replaced only with ``force``.
     The written file is read back and validated before this returns.
     """
-    from gnasim.calibration.compare import file_mode
     from gnasim.hardware.profile import _load_file
 
     p = Path(path)
@@ -535,34 +533,11 @@ def write_profile(profile: HardwareProfile, model: RuntimeModel, path: str | Pat
                                    "(lowercase letters, digits, '.', '_', '-')")
     if p.exists() and not force:
         raise HardwareProfileError(f"out: '{p}' already exists; choose another name or pass --force")
-    if not p.parent.is_dir():
-        raise HardwareProfileError(f"out: directory '{p.parent}' does not exist")
+    check_output_path(p)
     display = profile.display_name if profile.name == name else f"{profile.display_name} ({name})"
     new = profile.model_copy(update={"name": name, "display_name": display, "model": model})
     text = to_toml(new.model_dump(mode="python", exclude_none=True), header)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, file_mode())
-        _load_file.__wrapped__(Path(tmp))            # validate before it takes the name
-        if force:
-            os.replace(tmp, p)
-        else:
-            try:
-                os.link(tmp, p)                      # atomic, and fails if p appeared meanwhile
-            except FileExistsError:
-                raise HardwareProfileError(f"out: '{p}' already exists; choose another name "
-                                           "or pass --force") from None
-            except OSError:
-                if p.exists():
-                    raise HardwareProfileError(f"out: '{p}' already exists") from None
-                os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(p, text, replace=force, validate=_load_file.__wrapped__)
     return p
 
 

@@ -81,7 +81,8 @@ def sweep(
     total_steps: Optional[int] = typer.Option(None, "--total-steps"),
     spec: Optional[str] = typer.Option(None, "--spec", help="TOML or YAML spec file; flags override its keys."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output file: .csv or .parquet."),
-    resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --out and compute the rest."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the rows of an interrupted run (or of --out) and compute the rest."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out that is not this sweep's table."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Processes (default: several for large sweeps)."),
     chunk_size: int = typer.Option(32768, "--chunk-size", help="Rows computed and written per chunk."),
     bounds_only: bool = typer.Option(
@@ -118,7 +119,7 @@ def sweep(
             raise ConfigError(f"{where_key}: required (or give {flag})")
     sweep_spec = spec_from_mapping(merged, where, labels)
     summary = run_sweep(sweep_spec, out, resume=resume, jobs=jobs, chunk_rows=chunk_size,
-                        show_progress=progress)
+                        show_progress=progress, force=force)
     if fmt == OutputFormat.json:
         print_json(summary.to_dict())
     else:
@@ -132,7 +133,7 @@ def _render_summary(s: Any) -> None:
 
     con = Console(highlight=False)
     verb = "interrupted after writing" if s.interrupted else "wrote"
-    con.print(f"sweep: {verb} {s.written:,} rows to {s.out} in {s.seconds:.2f} s "
+    con.print(f"sweep: {verb} {s.written:,} rows to {s.partial or s.out} in {s.seconds:.2f} s "
               f"({s.rows_per_second:,.0f} rows/s, {s.jobs} process{'es' if s.jobs > 1 else ''})")
     if s.resumed_rows:
         con.print(f"resume: kept the {s.resumed_rows:,} rows already in the file")
@@ -148,8 +149,8 @@ def _render_summary(s: Any) -> None:
         con.print(f"note: {len(s.slow_columns)} columns ({shown}) come from simulate() row by "
                   "row (the runtime model has no vectorised path); --bounds-only skips them")
     if s.interrupted:
-        con.print(f"{s.out} holds the {s.resumed_rows + s.written:,} rows written so far; run the "
-                  "same command with --resume to finish it")
+        con.print(f"{s.partial} holds the {s.resumed_rows + s.written:,} rows written so far "
+                  f"({s.out} is unchanged); run the same command with --resume to finish it")
 
 
 # -- recommend ---------------------------------------------------------------------------------

@@ -60,15 +60,20 @@ def compare(
     fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Predicted vs measured kernel times and speedups for every row of a measurement file."""
-    from gnasim.calibration.compare import atomic_write_text, compare as run_compare, plot_html, to_csv
+    from gnasim.calibration.compare import compare as run_compare, plot_html, to_csv
+    from gnasim.files import atomic_write, check_output_path
+
+    for path, label in ((out, "out"), (plot, "plot")):
+        if path is not None:
+            check_output_path(path, label)
 
     mset = _load(measurements, skip_bad_rows)
     report = run_compare(mset, _profiles(hardware), loo=loo, skip_bad_rows=skip_bad_rows,
                          prior_weight=prior_weight)
     if out is not None:
-        atomic_write_text(out, to_csv(report))
+        atomic_write(out, to_csv(report))
     if plot is not None:
-        atomic_write_text(plot, plot_html(report))
+        atomic_write(plot, plot_html(report), label="plot")
     _warn(report.skipped)
     if fmt == OutputFormat.json:
         print_json(report.to_dict())
