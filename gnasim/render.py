@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -36,7 +37,8 @@ def render_prediction(result: Any, histogram: bool = False,
     con = _console()
     title = (f"GNA {d['input_size']} window {d['window_size']} stride {d['stride']} "
              f"dilation {d['dilation']} causal {d['causal']}")
-    t = Table(title=title, show_header=False, title_justify="left")
+    t = Table(title=title, show_header=False, title_justify="left", box=box.SIMPLE,
+              pad_edge=False, collapse_padding=True)
     t.add_column("quantity", style="bold")
     t.add_column("value", justify="right")
     t.add_column("detail", style="dim")
@@ -102,7 +104,7 @@ def _runtime_rows(t: Table, d: dict[str, Any]) -> None:
               f"a masked tile costs {d['mask_cost_factor']:.2f}x an unmasked one "
               f"({d['masked_tile_time_us']:.3g} vs {d['tile_time_us']:.3g} us)")
     t.add_row("tile bound -> prediction", " ".join(f"{f[k]:.2f}" for k in f),
-              "x " + ", ".join(f) + " (factors)")
+              "x " + ", ".join(f))
     if "e2e_predicted_speedup" in d:
         t.add_row("end-to-end (predicted)", f"{d['e2e_predicted_speedup']:.3f}x",
                   "Amdahl with the predicted speedup (with permutation)")
@@ -161,52 +163,55 @@ def render_configs(profile: HardwareProfile, cfg: Any, rows: list[dict[str, Any]
                    notes: list[str]) -> None:
     """``gnasim tiles`` / ``predict --dry-run``: the tile configurations, padding, tile bound."""
     con = _console()
-    t = Table(title=f"{profile.name}: tile configurations for {format_tile(cfg.input_size)}, "
-                    f"window {format_tile(cfg.window_size)}, stride {format_tile(cfg.stride)}, "
-                    f"head dim {cfg.head_dim}", title_justify="left")
-    for col, just in (("kernel", "left"), ("pass", "left"), ("Q tile / KV tile", "left"),
-                      ("GEMM", "left"), ("sched", "left"), ("pad Q / KV", "right"),
+    t = Table(title=f"{profile.name}, {format_tile(cfg.input_size)} window "
+                    f"{format_tile(cfg.window_size)} stride {format_tile(cfg.stride)}, head dim "
+                    f"{cfg.head_dim}: tile configurations", title_justify="left",
+              box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col, just in (("kernel", "left"), ("pass", "left"), ("Q/KV tile", "left"),
+                      ("GEMM", "left"), ("sched", "left"), ("pad Q/KV", "right"),
                       ("bound", "right"), ("", "left")):
-        t.add_column(col, justify=just)
+        t.add_column(col, justify=just, no_wrap=True)
     for r in rows:
         pas = "bwd" if r["pass"] == "backward" else "fwd"
-        t.add_row(r["kernel"], pas, f"{r['q_tile']} / {r['kv_tile']}", r["gemm"],
+        t.add_row(r["kernel"], pas, f"{r['q_tile']}/{r['kv_tile']}", r["gemm"],
                   "" if pas == "bwd" else _SCHEDULE_SHORT.get(r["schedule"], r["schedule"]),
-                  f"{r['q_padding_tokens']:,} / {r['kv_padding_tokens']:,}",
+                  f"{r['q_padding_tokens']:,}/{r['kv_padding_tokens']:,}",
                   f"{r['tile_speedup']:.2f}x" + ("*" if r["fully_block_sparse"] else ""),
                   "default" if r["default"] else "")
     con.print(t)
     if not rows:
         con.print("no tile configuration for this rank, head dim and dtype")
     else:
-        con.print("bound: the tile speedup bound (forward: KV tiles per Q tile; backward: Q "
-                  "tiles per KV tile); * perfectly block-sparse")
+        con.print("bound: tile speedup bound (backward: Q tiles per KV tile); * perfectly "
+                  "block-sparse")
     for note in notes:
         con.print(f"[yellow]note:[/] {note}")
 
 
 def render_optimize(fwd: list[dict[str, Any]], bwd: Optional[list[dict[str, Any]]],
                     top: int = 5) -> None:
-    """``predict --optimize``: the fastest configurations and the default's place."""
+    """``predict --optimize``: the fastest configurations and each kernel default's place."""
     con = _console()
-    t = Table(title=f"--optimize: {len(fwd)} forward configurations by predicted time",
-              title_justify="left")
-    for col in ("rank", "kernel", "Q tile / KV tile", "kernel ms", "+permute", "speedup", ""):
-        t.add_column(col, justify="left" if col in ("kernel", "Q tile / KV tile", "") else "right")
-    shown = [r for r in fwd if r["rank"] <= top or r["default"]]
-    for r in shown:
-        t.add_row(str(r["rank"]), r["kernel"], f"{r['q_tile']} / {r['kv_tile']}",
+    t = Table(title=f"--optimize: {len(fwd)} forward configurations, fastest first",
+              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              collapse_padding=True)
+    for col in ("rank", "kernel", "Q/KV tile", "kernel ms", "+permute", "speedup", ""):
+        t.add_column(col, justify="left" if col in ("kernel", "Q/KV tile", "") else "right",
+                     no_wrap=True)
+    for r in [r for r in fwd if r["rank"] <= top or r["default"]]:
+        t.add_row(str(r["rank"]), r["kernel"], f"{r['q_tile']}/{r['kv_tile']}",
                   f"{r['predicted_time_ms']:.4g}", f"{r['predicted_total_ms']:.4g}",
                   f"{r['predicted_speedup']:.2f}x", "default" if r["default"] else "")
     con.print(t)
     if bwd:
-        b = Table(title=f"backward: {len(bwd)} configurations by computed FLOPs",
-                  title_justify="left")
-        for col in ("rank", "kernel", "Q tile / KV tile", "FLOPs computed", "bound", ""):
-            b.add_column(col, justify="left" if col in ("kernel", "Q tile / KV tile", "")
-                         else "right")
+        b = Table(title=f"backward: {len(bwd)} configurations, fewest computed FLOPs first",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              collapse_padding=True)
+        for col in ("rank", "kernel", "Q/KV tile", "FLOPs computed", "bound", ""):
+            b.add_column(col, justify="left" if col in ("kernel", "Q/KV tile", "") else "right",
+                         no_wrap=True)
         for r in [r for r in bwd if r["rank"] <= top or r["default"]]:
-            b.add_row(str(r["rank"]), r["kernel"], f"{r['q_tile']} / {r['kv_tile']}",
+            b.add_row(str(r["rank"]), r["kernel"], f"{r['q_tile']}/{r['kv_tile']}",
                       f"{r['bwd_flops_computed']:,}", f"{r['bwd_tile_speedup']:.2f}x",
                       "default" if r["default"] else "")
         con.print(b)

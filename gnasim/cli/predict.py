@@ -74,17 +74,19 @@ def config_rows(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Option
             if not found:
                 notes.append(f"{kern.name} has no rank-{cfg.rank} {label} tile configuration "
                              f"for head dim {cfg.head_dim}")
+            if bwd:
+                for i, row in enumerate(found):
+                    row["default"] = i == 0
             if max_configs and len(found) > max_configs:
-                notes.append(f"{kern.name} {label}: {len(found)} configurations, first "
-                             f"{max_configs} shown (--max-configs 0 shows all)")
-                found = found[:max_configs]
-            for i, row in enumerate(found):
+                notes.append(f"{kern.name} {label}: {len(found)} configurations, the first "
+                             f"{max_configs} and the default listed (--max-configs 0: all)")
+                found = found[:max_configs] + [r for r in found[max_configs:] if r["default"]]
+            for row in found:
                 q, kv = _tiles(row["q_tile"], "q_tile"), _tiles(row["kv_tile"], "kv_tile")
                 tiled = cfg.with_tiles(q, kv)
                 if bwd:
                     res = simulate(tiled, None, kv_tiling=mode, backward=True, bwd_q_tile=q,
                                    bwd_kv_tile=kv).backward
-                    row["default"] = i == 0
                 else:
                     res = simulate(tiled, None, kv_tiling=mode)
                 rows.append({**row, "pass": label, "kv_tiling": mode,
@@ -170,6 +172,9 @@ def predict(
         help="Backward KV tile per axis; default: the kernel's first backward one."),
     add_kv: int = typer.Option(0, "--add-kv", metavar="N",
                                help="Additional KV tokens every query attends (NATTEN)."),
+    try_fuse_add_kv: bool = typer.Option(
+        False, "--try-fuse-add-kv", help="blackwell-fna: fuse --add-kv into the FNA kernel "
+                                         "(accepted; not modelled)."),
     schedule: Optional[Schedule] = typer.Option(
         None, "--schedule", help="hopper-fna kernel schedule: non, coop or pp."),
     persistent: bool = typer.Option(False, "--persistent",
@@ -248,6 +253,9 @@ def predict(
     result = _with_choice(result, profile, choice)
     extra.update({k: v for k, v in (("backend", kernel), ("fmha_backend", choice.fmha)) if v})
     kv_extra, kv_notes = natten.add_kv_extra(result.config, add_kv)
+    if try_fuse_add_kv:
+        kv_notes.append("--try-fuse-add-kv is not modelled: the extra KV tokens are counted as "
+                        "a separate kernel")
     extra.update(kv_extra)
     tile_set = None
     if profile is not None and result.kernel is not None:
