@@ -235,8 +235,8 @@ def render_sweep_summary(s: Any) -> None:
     if s.slow_columns:
         shown = ", ".join(s.slow_columns[:4]) + (f" and {len(s.slow_columns) - 4} more"
                                                   if len(s.slow_columns) > 4 else "")
-        con.print(f"note: {len(s.slow_columns)} columns ({shown}) come from simulate() row by "
-                  "row (the runtime model has no vectorised path); --bounds-only skips them")
+        con.print(f"note: {len(s.slow_columns)} columns ({shown}) have no batched path and "
+                  "come from simulate() row by row")
     if s.interrupted:
         con.print(f"{s.out} holds the {s.resumed_rows + s.written:,} rows written so far; run the "
                   "same command with --resume to finish it")
