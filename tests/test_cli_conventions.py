@@ -166,3 +166,14 @@ def test_tiles_takes_window_and_stride():
     assert all(r["fully_block_sparse"] == (r["q_tile"] == "2x8x8") for r in rows)
     dense = json.loads(run("tiles -i 30 48 80 -d 128 --format json").stdout)
     assert all(r["tile_speedup"] == 1.0 for r in dense)
+
+
+def test_sweep_flag_labels_come_from_the_declarations():
+    from gnasim.cli.explore import flag_labels, sweep
+
+    labels = flag_labels(sweep)
+    assert labels["head_dim"] == "--dim" and labels["batch"] == "--batch-size"
+    assert labels["kernel"] == "--kernel" and labels["input_size"] == "--input-size"
+    assert not {"out", "spec", "jobs", "fmt"} & labels.keys()
+    res = run("sweep -i 30 -w 8 -d 0 --out x.csv")
+    assert res.exit_code == 2 and res.stderr.startswith("error: --dim: must be >= 1")

@@ -6,6 +6,7 @@ plotly) stay inside the functions so ``gnasim predict`` starts as fast as before
 
 from __future__ import annotations
 
+import inspect
 from enum import Enum
 from typing import Any, List, Optional
 
@@ -32,19 +33,29 @@ SweepQTile = multi_option(None, "--q-tile", metavar="GRID", help=f"Q tile per ax
 SweepKVTile = multi_option(None, "--kv-tile", metavar="GRID", help=f"KV tile per axis (grid syntax). {_many}")
 
 
+# sweep parameters whose spec key has another name; parameters that are not spec keys
+_SPEC_KEY = {"dim": "head_dim", "dim_value": "head_dim_v", "batch_size": "batch"}
+_NOT_SPEC = {"spec", "out", "resume", "jobs", "chunk_size", "progress", "fmt"}
+
+
+def flag_labels(command: Any) -> dict[str, str]:
+    """Spec key -> the flag that sets it (its first long name), read from the command's option
+    declarations, so error messages name the flag the user typed."""
+    labels: dict[str, str] = {}
+    for name, param in inspect.signature(command).parameters.items():
+        decls = getattr(param.default, "param_decls", None)
+        if name in _NOT_SPEC or not decls:
+            continue
+        longs = [d for d in decls if d.startswith("--")]
+        labels[_SPEC_KEY.get(name, name)] = longs[0] if longs else decls[0]
+    return labels
+
+
 def _cli_mapping(**values: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """Canonical spec keys from the flags that were given, with the flag names for errors."""
-    flags = {"input_size": "--input-size", "window_size": "--window-size", "stride": "--stride",
-             "dilation": "--dilation", "causal": "--causal", "q_tile": "--q-tile",
-             "kv_tile": "--kv-tile", "tiles": "--tiles", "hardware": "--hardware",
-             "kernel": "--kernel", "kv_tiling": "--kv-tiling", "head_dim": "--dim",
-             "head_dim_v": "--dim-value", "batch": "--batch-size", "heads": "--heads",
-             "heads_kv": "--heads-kv", "dtype": "--dtype",
-             "attention_fraction": "--attention-fraction",
-             "full_attention_steps": "--full-attention-steps", "total_steps": "--total-steps",
-             "bounds_only": "--bounds-only"}
     from gnasim.explore.grid import Alternatives
 
+    flags = flag_labels(sweep)
     data: dict[str, Any] = {}
     for key, value in values.items():
         if value is None:
