@@ -198,6 +198,11 @@ def test_optimize_ranks_every_dry_run_config():
     assert (d["kernel"], d["q_tile"], d["kv_tile"]) == \
         (ranked[0]["kernel"], ranked[0]["q_tile"], ranked[0]["kv_tile"])
     assert d["predicted_time_ms"] == ranked[0]["predicted_time_ms"]
+    assert any("no fitted runtime parameters on h100 for cutlass-fna, flex-fna" in n
+               for n in d["notes"])   # hopper-fna's are fitted (hardware_profiles/h100.toml)
+    one = record(f"{line} --optimize --backend hopper-fna")
+    assert {r["kernel"] for r in one["optimize"]} == {"hopper-fna"}
+    assert not any("fitted" in n for n in one["notes"])
     table = run(f"{line} --optimize --hardware h100")
     assert table.exit_code == 0 and "fastest first" in table.stdout and "default" in table.stdout
     bwd = record(f"{line} --optimize --backprop")["optimize_backward"]

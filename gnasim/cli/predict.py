@@ -137,10 +137,21 @@ def optimize(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Optional[
     if not fwd:
         raise ConfigError("optimize: no tile configuration of this profile can be predicted "
                           "for this problem")
+    loose = _uncalibrated(profile, {r["kernel"] for r in fwd})
+    if loose and len({r["kernel"] for r in fwd}) > 1:
+        notes.append(f"no fitted runtime parameters on {profile.name} for {', '.join(loose)} "
+                     "(first-guess efficiencies): compare across kernels with care")
     if bwd:
         notes.append("backward configurations are ranked by computed FLOPs (padding and "
                      "partial tiles included): the runtime model has no backward pass")
     return fwd, bwd, notes
+
+
+def _uncalibrated(profile: Any, kernels: set[str]) -> list[str]:
+    """Kernels whose runtime parameters on this profile were never fitted to measurements."""
+    fitted = profile.model.kernels if profile.model is not None else {}
+    return sorted(k for k in kernels
+                  if k not in fitted or "tensor_efficiency" not in fitted[k].model_fields_set)
 
 
 # -- the commands ------------------------------------------------------------------------------
