@@ -101,8 +101,13 @@ def test_dash_h_everywhere_without_type_noise(command):
     assert max(len(line) for line in short.stdout.splitlines()) <= 80
 
 
-def test_completion_is_offered():
+def test_completion_is_offered_and_completes():
     assert "--install-completion" in run("-h").stdout
+    proc = subprocess.run([sys.executable, "-m", "gnasim"], capture_output=True, text=True,
+                          cwd=ROOT, env={**__import__("os").environ,
+                                         "_GNASIM_COMPLETE": "complete_bash",
+                                         "COMP_WORDS": "gnasim predict --back", "COMP_CWORD": "2"})
+    assert proc.returncode == 0 and "--backprop" in proc.stdout.split()
 
 
 def test_multi_value_flags_come_from_the_declarations():
