@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from gnasim.hardware.profile import HardwareProfile, format_tile
+from gnasim.hardware.profile import HardwareProfile
 
 
 def _console() -> Console:

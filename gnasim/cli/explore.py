@@ -252,7 +252,7 @@ def _render_recommend(results: list, proposals: list, target: Optional[float],
     from rich.console import Console
     from rich.table import Table
 
-    from gnasim.hardware.profile import format_tile
+    from gnasim.config import format_tile
 
     con = Console(highlight=False)
     if proposals:
@@ -292,7 +292,7 @@ def _render_recommend(results: list, proposals: list, target: Optional[float],
 def _render_search(con: Any, s: Any) -> None:
     from rich.table import Table
 
-    from gnasim.hardware.profile import format_tile
+    from gnasim.config import format_tile
 
     c = s.config
     hw = f"{s.hardware} / {s.kernel}" if s.hardware else "no hardware profile"
@@ -362,7 +362,7 @@ def plot(
 ) -> None:
     """Interactive plotly HTML: tile map, stride heatmap, Pareto front or speedup vs sparsity."""
     from gnasim.config import parse_ints
-    from gnasim.hardware.profile import format_tile
+    from gnasim.config import format_tile
     from gnasim.hardware.tiles import resolve_tiles
 
     profile = _profile(hardware)
