@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gnasim.config import parse_tile_pair
 from gnasim.errors import HardwareProfileError
 from gnasim.hardware.kernels import Kernel, Name, TileSet, TileShape, Text, check_tile_text
 from gnasim.hardware.ranges import bounded_text, clip_text, integer, real
@@ -128,7 +129,7 @@ class KernelModel(BaseModel):
     def dense_rows(self) -> tuple[int, int] | None:
         if self.dense_tile is None:
             return None
-        q, kv = check_tile_text(self.dense_tile)
+        q, kv = parse_tile_pair(self.dense_tile)        # checked at construction
         return q[0], kv[0]
 
 
