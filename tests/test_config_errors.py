@@ -183,6 +183,12 @@ def test_unreadable_profile_files_are_one_line(tmp_path):
     big = tmp_path / "big.toml"
     big.write_text("# " + "x" * (1 << 20) + "\n")
     cases.append((str(big), "more than 1,048,576"))
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    cases.append((str(deep), "too deeply"))
+    long_key = tmp_path / "long_key.toml"
+    long_key.write_text("k" * 100_000 + " = 1\n")
+    cases.append((str(long_key), "(100,000 characters)"))
     cases.append(("z" * 100_000, "unknown profile"))
     cases.append(("/" + "z" * 100_000 + ".toml", "does not exist"))
     for text, words in cases:

@@ -283,8 +283,8 @@ def _is_file(path: Path) -> bool:
 
 def _location(err: ValidationError) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
+    loc = ".".join(clip_text(str(p), 60) for p in first["loc"])
+    msg = clip_text(first["msg"].removeprefix("Value error, "), 300)
     return f"{loc}: {msg}" if loc else msg
 
 
@@ -304,6 +304,8 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise HardwareProfileError(f"{head} is not UTF-8 text (byte {err.start})") from None
     except tomllib.TOMLDecodeError as err:
         raise HardwareProfileError(f"{head} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise HardwareProfileError(f"{head} nests tables or arrays too deeply") from None
 
 
 def _find(name: Any, sub: str, near: Path | None, key: str, head: str) -> Path:
