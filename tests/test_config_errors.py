@@ -187,7 +187,7 @@ def test_unreadable_profile_files_are_one_line(tmp_path):
     deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
     cases.append((str(deep), "too deeply"))
     long_key = tmp_path / "long_key.toml"
-    long_key.write_text("k" * 100_000 + " = 1\n")
+    long_key.write_text("k" * 100_000 + " = 1\n" + _profile_with(tmp_path, lambda d: None).read_text())
     cases.append((str(long_key), "(100,000 characters)"))
     cases.append(("z" * 100_000, "unknown profile"))
     cases.append(("/" + "z" * 100_000 + ".toml", "does not exist"))
