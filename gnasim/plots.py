@@ -16,10 +16,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gnasim.config import GNAConfig
+from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.files import atomic_write, check_output_path
-from gnasim.hardware.profile import format_tile
 from gnasim.explore.recommend import StrideSearch, search_strides
 from gnasim.plan.stats import _S, axis_stats_many
 from gnasim.plan.tiling import axis_plan

@@ -14,7 +14,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from gnasim.hardware.profile import HardwareProfile, format_tile
+from gnasim.config import format_tile
+from gnasim.hardware.profile import HardwareProfile
 
 
 def _console() -> Console:

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gnasim.bounds import amdahl, attention_flops
-from gnasim.config import GNAConfig
+from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError
 from gnasim.plan.fast_path import natten_fast_path
-from gnasim.hardware.profile import HardwareProfile, format_tile, load_profile
+from gnasim.hardware.profile import HardwareProfile, load_profile
 from gnasim.hardware.tiles import backward_tiles, resolve_tiles
 from gnasim.plan.tiling import KV_TILINGS, TilePlan, tile_plans
 from gnasim.plan.backward import BackwardPlan, backward_flops, backward_plan

@@ -310,7 +310,7 @@ def plot(
 ) -> None:
     """Interactive plotly HTML: tile map, stride heatmap, Pareto front or speedup vs sparsity."""
     from gnasim.config import parse_ints
-    from gnasim.hardware.profile import format_tile
+    from gnasim.config import format_tile
     from gnasim.hardware.tiles import resolve_tiles
 
     profile = _profile(hardware)

@@ -92,7 +92,8 @@ def calibrate(
     fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Fit each profile's runtime-model efficiencies to measurements; write calibrated profiles."""
-    from gnasim.calibration.fit import calibrate as run_calibrate, default_output, write_profile
+    from gnasim.calibration.fit import calibrate as run_calibrate
+    from gnasim.hardware.write import default_output, write_profile
 
     mset = _load(measurements, skip_bad_rows)
     cals, errors = run_calibrate(mset, _profiles(hardware), prior_weight=prior_weight, loo=loo,

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from gnasim.bounds import amdahl
-from gnasim.config import GNAConfig
+from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError
-from gnasim.hardware.profile import HardwareProfile, format_tile
+from gnasim.hardware.profile import HardwareProfile
 from gnasim.plan.stats import _S, axis_stats_many
 
 
