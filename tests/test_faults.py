@@ -316,7 +316,7 @@ def read_only_dir(tmp_path):
 
 
 def test_read_only_directory_every_writer(read_only_dir):
-    from gnasim.calibration.fit import write_profile
+    from gnasim.hardware.write import write_profile
     from gnasim.config import GNAConfig
     from gnasim.hardware.profile import load_profile
     from gnasim.plots import tile_map_figure, write_figure
@@ -348,7 +348,7 @@ def test_read_only_directory_cli(read_only_dir):
 def test_directory_in_the_way_is_one_line(tmp_path):
     """Issue 9.7: a directory at the output path gave a traceback (the sweep also left its
     .partial behind)."""
-    from gnasim.calibration.fit import write_profile
+    from gnasim.hardware.write import write_profile
     from gnasim.config import GNAConfig
     from gnasim.hardware.profile import load_profile
     from gnasim.plots import tile_map_figure, write_figure

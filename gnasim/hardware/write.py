@@ -86,6 +86,8 @@ def write_profile(profile: HardwareProfile, model: RuntimeModel, path: str | Pat
     if not PROFILE_NAME.match(name):
         raise HardwareProfileError(f"out: '{p.name}' is not a usable profile name "
                                    "(up to 64 lowercase letters, digits, '.', '_', '-')")
+    if p.exists() and not force:
+        raise HardwareProfileError(f"out: '{p}' already exists; choose another name or pass --force")
     display = profile.display_name if profile.name == name else f"{profile.display_name} ({name})"
     new = profile.model_copy(update={"name": name, "display_name": display, "model": model})
     text = to_toml(new.model_dump(mode="python", exclude_none=True), header)
