@@ -229,3 +229,43 @@ def test_no_grad_inputs_take_the_plain_forward():
     with torch.no_grad():
         out = gna_attention(q.requires_grad_(), q, q, 8, q_tile=(16,), kv_tile=(16,))
     assert not out.requires_grad
+
+
+def test_harness_backprop_rows_on_the_interpreter(monkeypatch, tmp_path):
+    """``--backprop`` end to end on tiny cases with the GPU parts stubbed (one call per timing):
+    every implementation gets a ``pass = bwd`` row, our gradients agree with SDPA's where SDPA
+    runs, and the CSV loads as measurements."""
+    if DEVICE == "cuda":
+        pytest.skip("the GPU script runs the real harness")
+    from gnasim.calibration.measurements import load_measurements
+    from gnasim_validate import harness
+    from gnasim_validate.cases import Case
+
+    monkeypatch.setattr(harness, "require_gpu", lambda: torch)
+    monkeypatch.setattr(harness, "device_info", lambda t: {
+        "gpu": "H100-SXM", "device": "cpu (interpreter)", "driver": "", "torch_version": "",
+        "triton_version": ""})
+    monkeypatch.setattr(harness, "bench", lambda fn, warmup_ms=0, rep_ms=0: (fn(), 1.0)[1])
+    cases = [Case.make(48, 12, 2, q_tile=16, kv_tile=16, bwd_q_tile=32, bwd_kv_tile=16, heads=1,
+                       head_dim=16, dtype="fp32"),
+             Case.make("6x8", "3x4", "1x2", causal="1x0", q_tile="2x8", kv_tile="4x4", heads=1,
+                       head_dim=16, dtype="fp32")]
+    runner = harness.Runner(sets=1, flex=False, backprop=True, device="cpu", log=lambda s: None)
+    for case in cases:
+        runner.run_case(case)
+    bwd = [r for r in runner.rows if r["pass"] == "bwd"]
+    fwd = [r for r in runner.rows if r["pass"] == "fwd"]
+    def key(r):
+        return r["implementation"], r["masking"], r["layout"], r["window"]
+
+    assert len(fwd) >= 6 and sorted(map(key, bwd)) == sorted(map(key, fwd))
+    gna = [r for r in bwd if r["implementation"] == "triton-gna"]
+    assert {r["masking"] for r in gna} == {"partial", "all"}
+    assert gna[0]["q_tile"] == "32" and gna[0]["kv_tile"] == "16"      # the backward tiles
+    for r in bwd:
+        if r["diff_against"]:
+            assert float(r["max_abs_diff"]) < 1e-4, r
+    out = tmp_path / "rows.csv"
+    harness.write_csv(runner.rows, out)
+    ms = load_measurements(out)
+    assert len(ms) == len(runner.rows) and not ms.errors

@@ -134,7 +134,7 @@ class _Options:
         self.counts, self.backward_counts = counts, backward_counts
 
 
-def _relayout_rows(x: torch.Tensor, src, dst) -> torch.Tensor:
+def relayout_rows(x: torch.Tensor, src, dst) -> torch.Tensor:
     """Per-row statistics ``[BG, H, tokens]`` from one Q token layout to another."""
     rows = unpermute(x.transpose(1, 2).unsqueeze(-1), src)
     return permute(rows, dst).squeeze(-1).transpose(1, 2).contiguous()
@@ -170,7 +170,7 @@ class _GNAFunction(torch.autograd.Function):
         if (bq_lay, bkv_lay) != (q_lay, kv_lay):
             qp, op = (permute(unpermute(t, q_lay), bq_lay) for t in (qp, op))
             kp, vp = (permute(unpermute(t, kv_lay), bkv_lay) for t in (kp, vp))
-            lse = _relayout_rows(lse, q_lay, bq_lay)
+            lse = relayout_rows(lse, q_lay, bq_lay)
         dop = permute(grad_out.to(qp.dtype), bq_lay)
         dq, dk, dv = gna_backward_permuted(qp, kp, vp, op, dop, lse, bplan, tables=tables,
                                            mask_all=opt.mask_all, sm_scale=opt.sm_scale,
