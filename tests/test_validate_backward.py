@@ -172,6 +172,28 @@ def test_low_precision_gradients(dtype, cfg, head_dim, batch, heads):
     check_gradients(cfg, head_dim, dtype, batch=batch, heads=heads, seed=3)
 
 
+# GPU only: realistic tiles and head dim 128 (the interpreter would take minutes)
+GPU_CASES = [
+    ("fp16", GNAConfig(input_size=(700,), window_size=129, stride=4, causal=False,
+                       q_tile=(64,), kv_tile=(128,)), 128),
+    ("bf16", GNAConfig(input_size=(512,), window_size=96, stride=8, dilation=2, causal=True,
+                       q_tile=(128,), kv_tile=(64,)), 64),
+    ("fp16", GNAConfig(input_size=(30, 33), window_size=(13, 9), stride=(4, 2), dilation=(1, 2),
+                       causal=(False, True), q_tile=(8, 8), kv_tile=(16, 8)), 128),
+    ("fp32", GNAConfig(input_size=(9, 14, 16), window_size=(5, 7, 8), stride=(1, 2, 4),
+                       causal=(True, False, False), q_tile=(4, 4, 4), kv_tile=(4, 4, 8)), 128),
+    ("bf16", GNAConfig(input_size=(8, 16, 20), window_size=(4, 8, 8), stride=(4, 8, 8),
+                       q_tile=(2, 8, 8), kv_tile=(2, 8, 8)), 128),
+]
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="realistic sizes need a GPU")
+@pytest.mark.parametrize("dtype,cfg,head_dim", GPU_CASES,
+                         ids=[f"{c[0]}-r{c[1].rank}-e{c[2]}" for c in GPU_CASES])
+def test_gpu_gradients_realistic_tiles(dtype, cfg, head_dim):
+    check_gradients(cfg, head_dim, dtype, batch=2, heads=3, seed=11)
+
+
 def test_mask_all_with_other_backward_tiles_and_padded_head_dim():
     """Every visited pair masked; backward tiles unlike the forward's (the saved tensors and the
     log-sum-exp are permuted again); head dim 24 (zero-filled past it in the kernel)."""
