@@ -35,7 +35,7 @@ class Case:
 
     @classmethod
     def make(cls, layout, window, stride=1, dilation=1, causal=False, q_tile=None, kv_tile=None,
-             bwd_q_tile=None, bwd_kv_tile=None, **kw) -> "Case":
+             bwd_q_tile=None, bwd_kv_tile=None, **kw) -> Case:
         from gnasim.config import GNAConfig, parse_ints
 
         if bwd_q_tile is not None or bwd_kv_tile is not None:
@@ -60,7 +60,7 @@ class Case:
                          kv_tile=self.kv_tile, batch=self.batch, heads=self.heads,
                          head_dim=self.head_dim, dtype=self.dtype)
 
-    def dense(self) -> "Case":
+    def dense(self) -> Case:
         return replace(self, window=self.layout, stride=(1,) * len(self.layout),
                        dilation=(1,) * len(self.layout), note="")
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:                                   # pragma: no cover
 BWD = {"pass": "bwd"}
 
 
-def _bwd_tiled(case: "Case") -> "Case":
+def _bwd_tiled(case: Case) -> Case:
     """The case with its backward tiles as ``q_tile``/``kv_tile``."""
     return replace(case, q_tile=case.bwd_q_tile or case.q_tile,
                    kv_tile=case.bwd_kv_tile or case.kv_tile)
@@ -50,13 +50,13 @@ def _max_diff(a, b) -> float:
     return max(float((x.float() - y.float()).abs().max().item()) for x, y in zip(a, b))
 
 
-def _bench(runner: "Runner", fns: list) -> float:
+def _bench(runner: Runner, fns: list) -> float:
     from .harness import Rotate, bench
 
     return bench(Rotate(fns), runner.warmup_ms, runner.rep_ms)
 
 
-def _ours(runner: "Runner", case: "Case", inputs, douts, mask_all: bool):
+def _ours(runner: Runner, case: Case, inputs, douts, mask_all: bool):
     """(backward ms, permute ms, backward tables, gradients of set 0 in the input layout).
 
     ``case`` carries the forward tiles; the backward tiles are ``bwd_q_tile``/``bwd_kv_tile``."""
@@ -98,7 +98,7 @@ def _ours(runner: "Runner", case: "Case", inputs, douts, mask_all: bool):
     return ms, perm_ms, tables, grads
 
 
-def _bounds(case: "Case", tables) -> dict:
+def _bounds(case: Case, tables) -> dict:
     from .plan import backward_tables, kernel_plan
 
     dense = backward_tables(kernel_plan(_bwd_tiled(case).dense().config()))
@@ -109,7 +109,7 @@ def _bounds(case: "Case", tables) -> dict:
             "fully_block_sparse": int(not tables.expected_partial().any())}
 
 
-def _sdpa(runner: "Runner", case: "Case", inputs, douts):
+def _sdpa(runner: Runner, case: Case, inputs, douts):
     """Time SDPA's backward on the dense problem (once per problem); its grads, input layout."""
     key = runner.problem_key(case, "torch-sdpa") + ("bwd",)
     if not runner.sdpa or key in runner.done:
@@ -148,7 +148,7 @@ def _sdpa(runner: "Runner", case: "Case", inputs, douts):
     return best
 
 
-def _dense_ours(runner: "Runner", case: "Case", inputs, douts) -> dict:
+def _dense_ours(runner: Runner, case: Case, inputs, douts) -> dict:
     """Our dense backward row for a case's problem and backward tile sizes (once)."""
     b = _bwd_tiled(case)
     key = runner.problem_key(case, "triton-gna-dense") + (prod(b.q_tile), prod(b.kv_tile), "bwd")
@@ -181,7 +181,7 @@ def _dense_ours(runner: "Runner", case: "Case", inputs, douts) -> dict:
     return row
 
 
-def _flex(runner: "Runner", case: "Case", inputs, douts, ours_grads) -> None:
+def _flex(runner: Runner, case: Case, inputs, douts, ours_grads) -> None:
     """Flex's backward: dense (non-causal, once per problem) and with the plan's block mask."""
     from .flex import plan_block_mask
     from .harness import flat_bnhe
@@ -231,7 +231,7 @@ def _flex(runner: "Runner", case: "Case", inputs, douts, ours_grads) -> None:
                 **_bounds(case, backward_tables(kernel_plan(_bwd_tiled(case).config()))), **BWD)
 
 
-def backward_case(runner: "Runner", case: "Case", inputs) -> None:
+def backward_case(runner: Runner, case: Case, inputs) -> None:
     """All ``pass = bwd`` rows of one case (called by :meth:`Runner.run_case` with ``backprop``)."""
     torch = runner.torch
     gen = torch.Generator(device=runner.device).manual_seed(1)

@@ -37,7 +37,7 @@ def interpreted() -> bool:
 
 
 @triton.jit
-def _axis_window(q, Lg, K: tl.constexpr, S: tl.constexpr, CAUSAL: tl.constexpr):
+def axis_window(q, Lg, K: tl.constexpr, S: tl.constexpr, CAUSAL: tl.constexpr):
     """First and one-past-last key of each group-local query ``q`` on one axis."""
     if CAUSAL:
         lead = tl.minimum((q // S) * S + (S - 1), Lg - 1)
@@ -142,9 +142,9 @@ def _gna_fwd(
     q0 = m0 * QT0 + offs_m // (QT1 * QT2)
     q1 = m1 * QT1 + (offs_m // QT2) % QT1
     q2 = m2 * QT2 + offs_m % QT2
-    qs0, qe0 = _axis_window(q0, Lg0, K0, S0, C0)
-    qs1, qe1 = _axis_window(q1, Lg1, K1, S1, C1)
-    qs2, qe2 = _axis_window(q2, Lg2, K2, S2, C2)
+    qs0, qe0 = axis_window(q0, Lg0, K0, S0, C0)
+    qs1, qe1 = axis_window(q1, Lg1, K1, S1, C1)
+    qs2, qe2 = axis_window(q2, Lg2, K2, S2, C2)
     # offsets of a KV tile's rows inside the tile, per axis
     ko0 = offs_n // (KT1 * KT2)
     ko1 = (offs_n // KT2) % KT1

@@ -29,8 +29,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .kernel import LOG2E, _TORCH_TO_TL, _axis_window, _pow2, interpreted
+from .kernel import LOG2E, axis_window, interpreted
 from .plan import BackwardTables, KernelPlan, backward_tables
+
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _pow2(n: int) -> bool:
+    return n >= 1 and (n & (n - 1)) == 0
 
 
 @triton.jit
@@ -131,7 +138,7 @@ def _gna_bwd(
 
     # the visited Q tiles: the box lo[d] .. lo[d] + c[d] - 1, flattened (axis 2 fastest)
     c12 = c1 * c2
-    for it in range(0, c0 * c12):
+    for it in range(c0 * c12):
         i0 = lo0 + it // c12
         i1 = lo1 + (it // c2) % c1
         i2 = lo2 + it % c2
@@ -156,9 +163,9 @@ def _gna_bwd(
         partial = ((i0 < flo0) | (i0 >= fhi0) | (i1 < flo1) | (i1 >= fhi1)
                    | (i2 < flo2) | (i2 >= fhi2))
         if partial:
-            qs0, qe0 = _axis_window(i0 * QT0 + qo0, Lg0, K0, S0, C0)
-            qs1, qe1 = _axis_window(i1 * QT1 + qo1, Lg1, K1, S1, C1)
-            qs2, qe2 = _axis_window(i2 * QT2 + qo2, Lg2, K2, S2, C2)
+            qs0, qe0 = axis_window(i0 * QT0 + qo0, Lg0, K0, S0, C0)
+            qs1, qe1 = axis_window(i1 * QT1 + qo1, Lg1, K1, S1, C1)
+            qs2, qe2 = axis_window(i2 * QT2 + qo2, Lg2, K2, S2, C2)
             keep = ((k0[None, :] >= qs0[:, None]) & (k0[None, :] < qe0[:, None])
                     & (k1[None, :] >= qs1[:, None]) & (k1[None, :] < qe1[:, None])
                     & (k2[None, :] >= qs2[:, None]) & (k2[None, :] < qe2[:, None]))
@@ -237,7 +244,7 @@ class GNABackwardLaunch:
                  counts: torch.Tensor | None = None, mask_all: bool = False,
                  sm_scale: float | None = None, num_warps: int | None = None,
                  num_stages: int | None = None) -> None:
-        if qp.dtype not in _TORCH_TO_TL or any(t.dtype != qp.dtype for t in (kp, vp, op, dop)):
+        if qp.dtype not in _DTYPES or any(t.dtype != qp.dtype for t in (kp, vp, op, dop)):
             raise ValueError("q, k, v, out and grad_out must share one dtype among fp16/bf16/fp32")
         a = plan.axes
         BM, BN = plan.q_tile_size, plan.kv_tile_size
