@@ -148,8 +148,10 @@ def check_gradients(cfg: GNAConfig, head_dim: int, dtype: str, *, batch: int = 1
     assert int(visited.sum()) == bp.tile_pairs_visited and int(full.sum()) == bp.tile_pairs_full
 
 
-@pytest.mark.parametrize("i", range(len(FP32_CASES)),
-                         ids=[f"r{c['cfg'].rank}-e{c['head_dim']}-{i}" for i, c in enumerate(FP32_CASES)])
+FP32_IDS = [f"r{c['cfg'].rank}-e{c['head_dim']}-{i}" for i, c in enumerate(FP32_CASES)]
+
+
+@pytest.mark.parametrize("i", range(len(FP32_CASES)), ids=FP32_IDS)
 def test_fp32_gradients_and_counters(i):
     case = FP32_CASES[i]
     check_gradients(case["cfg"], case["head_dim"], "fp32", seed=i)

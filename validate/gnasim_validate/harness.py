@@ -257,10 +257,10 @@ class Runner:
         if ref is not None:
             diff = (self._diff(out, ref), "torch-sdpa")
         row = self.add_row(case, "triton-gna-dense", ms, dense=True, permute_ms=perm_ms, note=note,
-                        baseline="triton-gna-dense", kv_tiling="static", masking="partial",
-                        speedup="1.0000", tile_bound="1.0000", flop_bound="1.0000",
-                        kv_tiles_visited_max=int(plan.expected_visits().max()),
-                        fully_block_sparse=int(plan.fully_block_sparse), diff=diff)
+                           baseline="triton-gna-dense", kv_tiling="static", masking="partial",
+                           speedup="1.0000", tile_bound="1.0000", flop_bound="1.0000",
+                           kv_tiles_visited_max=int(plan.expected_visits().max()),
+                           fully_block_sparse=int(plan.fully_block_sparse), diff=diff)
         self.done[key] = row
         return row
 
@@ -294,8 +294,8 @@ class Runner:
         best = min(times, key=times.get)
         others = ", ".join(f"{k} {v:.4f}" for k, v in times.items() if k != best)
         self.add_row(case, "torch-sdpa", times[best], dense=True,
-                  note=f"best backend {best}" + (f"; others ms: {others}" if others else ""),
-                  baseline="torch-sdpa", speedup="1.0000", flop_bound="1.0000")
+                     note=f"best backend {best}" + (f"; others ms: {others}" if others else ""),
+                     baseline="torch-sdpa", speedup="1.0000", flop_bound="1.0000")
         return best_out
 
     def flex_fn(self):
@@ -349,10 +349,10 @@ class Runner:
             return
         base = self.done.get(dense_key)
         self.add_row(case, "flex-attention", ms,
-                  note=f"block mask from the plan, blocks {prod(case.q_tile)}/{prod(case.kv_tile)}",
-                  baseline="flex-attention" if base else "", kv_tiling="static", masking="partial",
-                  speedup=f"{float(base['attention_ms']) / ms:.4f}" if base else "",
-                  diff=(self._diff(out, ours_out), "triton-gna"), **self._bounds(case, plan))
+                     note=f"block mask from the plan, blocks {prod(case.q_tile)}/{prod(case.kv_tile)}",
+                     baseline="flex-attention" if base else "", kv_tiling="static", masking="partial",
+                     speedup=f"{float(base['attention_ms']) / ms:.4f}" if base else "",
+                     diff=(self._diff(out, ours_out), "triton-gna"), **self._bounds(case, plan))
 
     def _bounds(self, case: Case, plan) -> dict:
         from math import prod
@@ -375,14 +375,14 @@ class Runner:
             ms, perm_ms, plan, out = self._ours(case, inputs, mask_all=False)
             bounds = self._bounds(case, plan)
             self.add_row(case, "triton-gna", ms, permute_ms=perm_ms, note=case.note,
-                      baseline="triton-gna-dense", kv_tiling="static", masking="partial",
-                      speedup=f"{dense_ms / ms:.4f}", **bounds)
+                         baseline="triton-gna-dense", kv_tiling="static", masking="partial",
+                         speedup=f"{dense_ms / ms:.4f}", **bounds)
             if self.mask_all and not plan.fully_block_sparse:
                 ms_all, _, _, out_all = self._ours(case, inputs, mask_all=True)
                 self.add_row(case, "triton-gna", ms_all, permute_ms=perm_ms, note=case.note,
-                          baseline="triton-gna-dense", kv_tiling="static", masking="all",
-                          speedup=f"{dense_ms / ms_all:.4f}", diff=(self._diff(out_all, out), "triton-gna"),
-                          **bounds)
+                             baseline="triton-gna-dense", kv_tiling="static", masking="all",
+                             speedup=f"{dense_ms / ms_all:.4f}",
+                             diff=(self._diff(out_all, out), "triton-gna"), **bounds)
             if self.flex and case.flex:
                 self._flex(case, inputs, plan, out)
         if self.backprop:

@@ -224,7 +224,8 @@ def _flex(runner: Runner, case: Case, inputs, douts, ours_grads) -> None:
     from .plan import backward_tables
 
     runner.add_row(case, "flex-attention", ms,
-                note=f"backward, block mask from the plan, blocks {prod(case.q_tile)}/{prod(case.kv_tile)}",
+                note=("backward, block mask from the plan, "
+                      f"blocks {prod(case.q_tile)}/{prod(case.kv_tile)}"),
                 baseline="flex-attention" if base else "", kv_tiling="static", masking="partial",
                 speedup=f"{float(base['attention_ms']) / ms:.4f}" if base else "",
                 diff=(_max_diff(grads, ours_grads), "triton-gna"),

@@ -285,9 +285,10 @@ class GNALaunch:
     ``[B * groups, q_tiles, H, 2]``) receives, per program, the KV tiles visited and how many of
     them applied the element mask. ``lse`` (fp32 ``[B * groups, H, tokens]``) receives each query
     row's log-sum-exp of its scaled scores in base 2 (``m + log2(l)``), which the backward kernel
-    needs; the output is the same with or without it. ``use_desc``: load through TMA tensor descriptors instead of
-    plain pointer tiles (opt-in: on an H100 with Triton 3.6 they were not faster, and 128-token
-    KV tiles gave wrong results through them; see validate/data/README.md).
+    needs; the output is the same with or without it.
+    ``use_desc``: load through TMA tensor descriptors instead of plain pointer tiles (opt-in: on
+    an H100 with Triton 3.6 they were not faster, and 128-token KV tiles gave wrong results
+    through them; see validate/data/README.md).
     """
 
     def __init__(self, qp: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, plan: KernelPlan,
