@@ -159,6 +159,7 @@ class _GNAFunction(torch.autograd.Function):
         return unpermute(op, q_lay)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         from .kernel_backward import gna_backward_permuted
 
