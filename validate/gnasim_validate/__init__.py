@@ -6,12 +6,13 @@ not (the names below load on first use), so the CLI can report a missing depende
 
 from __future__ import annotations
 
-__all__ = ["gna_attention", "gna_forward_permuted", "kernel_plan", "permute", "unpermute",
-           "TokenLayout"]
+__all__ = ["gna_attention", "gna_forward_permuted", "gna_backward_permuted", "kernel_plan",
+           "permute", "unpermute", "TokenLayout"]
 
 _LAZY = {
     "gna_attention": ("gnasim_validate.api", "gna_attention"),
     "gna_forward_permuted": ("gnasim_validate.kernel", "gna_forward_permuted"),
+    "gna_backward_permuted": ("gnasim_validate.kernel_backward", "gna_backward_permuted"),
     "kernel_plan": ("gnasim_validate.plan", "kernel_plan"),
     "permute": ("gnasim_validate.permute", "permute"),
     "unpermute": ("gnasim_validate.permute", "unpermute"),

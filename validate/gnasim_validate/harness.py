@@ -13,6 +13,8 @@ used in rotation so no launch reads what the previous one left in L2):
 * ``flex-attention``: compiled FlexAttention on the permuted tokens with a block mask built from
   the same tile plan (full blocks unmasked, partial blocks through a ``mask_mod``), and dense.
 
+With ``backprop`` each case also gets ``pass = bwd`` rows timing the backward pass of the same
+implementations (:mod:`gnasim_validate.harness_backward`); forward rows have ``pass = fwd``.
 Rows follow the measurement CSV schema shared with calibration (see :data:`COLUMNS`).
 Run as ``gnasim validate run`` or ``python -m gnasim_validate.harness`` (the latter needs no typer).
 """
@@ -20,7 +22,6 @@ Run as ``gnasim validate run`` or ``python -m gnasim_validate.harness`` (the lat
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 import sys
 import time
@@ -28,151 +29,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from .cases import SUITES, Case, load_spec, resolve_cases, x_join  # noqa: F401  (re-exported)
+
 SCHEMA = ["source", "gpu", "implementation", "batch", "heads", "head_dim", "dtype", "layout",
           "window", "stride", "dilation", "causal", "q_tile", "kv_tile", "attention_ms",
           "permute_ms", "note"]
 EXTRA = ["baseline", "device", "driver", "torch_version", "triton_version", "kv_tiling", "masking",
          "speedup", "tile_bound", "flop_bound", "kv_tiles_visited_max", "fully_block_sparse",
-         "max_abs_diff", "diff_against"]
+         "max_abs_diff", "diff_against", "pass"]
 COLUMNS = SCHEMA + EXTRA
 SOURCE = "gnasim-validate"
 
 
 class NoGPU(RuntimeError):
     """No CUDA device, or torch / triton missing: the harness cannot run here."""
-
-
-def _x(values) -> str:
-    return "x".join(str(int(v)) for v in values)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One GNA problem to time (per-axis tuples)."""
-
-    layout: tuple[int, ...]
-    window: tuple[int, ...]
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
-    causal: tuple[bool, ...]
-    q_tile: tuple[int, ...]
-    kv_tile: tuple[int, ...]
-    batch: int = 1
-    heads: int = 8
-    head_dim: int = 128
-    dtype: str = "fp16"
-    note: str = ""
-    flex: bool = True
-
-    @classmethod
-    def make(cls, layout, window, stride=1, dilation=1, causal=False, q_tile=None, kv_tile=None,
-             **kw) -> "Case":
-        from gnasim.config import GNAConfig, parse_ints
-
-        lay = parse_ints(layout, "layout")
-        if isinstance(causal, str):                   # the schema writes causal as 0x1x0
-            causal = tuple(bool(c) for c in parse_ints(causal, "causal"))
-        cfg = GNAConfig(input_size=lay, window_size=window, stride=stride, dilation=dilation,
-                        causal=causal, q_tile=q_tile, kv_tile=kv_tile)
-        if cfg.q_tile is None or cfg.kv_tile is None:
-            raise ValueError("every case needs q_tile and kv_tile")
-        return cls(cfg.input_size, cfg.window_size, cfg.stride, cfg.dilation, cfg.causal,
-                   cfg.q_tile, cfg.kv_tile, **kw)
-
-    def config(self):
-        from gnasim.config import GNAConfig
-
-        return GNAConfig(input_size=self.layout, window_size=self.window, stride=self.stride,
-                         dilation=self.dilation, causal=self.causal, q_tile=self.q_tile,
-                         kv_tile=self.kv_tile, batch=self.batch, heads=self.heads,
-                         head_dim=self.head_dim, dtype=self.dtype)
-
-    def dense(self) -> "Case":
-        return replace(self, window=self.layout, stride=(1,) * len(self.layout),
-                       dilation=(1,) * len(self.layout), note="")
-
-    @property
-    def is_dense(self) -> bool:
-        return self.window == self.layout and not any(d > 1 for d in self.dilation)
-
-    def label(self) -> str:
-        return (f"{_x(self.layout)} w{_x(self.window)} s{_x(self.stride)} d{_x(self.dilation)}"
-                f" c{_x(self.causal)} q{_x(self.q_tile)} kv{_x(self.kv_tile)}"
-                f" b{self.batch} h{self.heads} e{self.head_dim} {self.dtype}")
-
-
-def _suite_smoke() -> list[Case]:
-    kw = dict(heads=4, head_dim=128)
-    return [
-        Case.make(4096, 512, 1, q_tile=128, kv_tile=64, **kw),
-        Case.make(4096, 512, 512, q_tile=128, kv_tile=64, **kw),
-        Case.make("64x64", "32x32", "16x16", q_tile="16x8", kv_tile="8x8", **kw),
-        Case.make("8x16x32", "4x8x8", "1x1x1", dilation="1x1x2", q_tile="2x8x8", kv_tile="2x4x8", **kw),
-        Case.make(2048, 256, 1, causal=True, q_tile=128, kv_tile=64, **kw),
-    ]
-
-
-def _suite_h100() -> list[Case]:
-    """1-D / 2-D / 3-D, NA / GNA / blocked, perfectly and partially block-sparse, realistic sizes."""
-    one = dict(heads=8, q_tile=128, kv_tile=64)
-    two = dict(heads=16, q_tile="16x8", kv_tile="8x8")
-    flux = dict(heads=8, q_tile="16x8", kv_tile="8x8")
-    three = dict(heads=8, q_tile="2x8x8", kv_tile="2x4x8")
-    return [
-        # 1-D 32768, window 2048: NA, strided, blocked (the NATTEN docs case)
-        Case.make(32768, 2048, 1, note="1-D NA", **one),
-        Case.make(32768, 2048, 256, note="1-D GNA, perfectly block-sparse", **one),
-        Case.make(32768, 2048, 2048, note="1-D blocked", **one),
-        Case.make(32768, 2048, 1, causal=True, note="1-D causal NA", **one),
-        # 2-D 128x128, window 64x64
-        Case.make("128x128", "64x64", "1x1", note="2-D NA", **two),
-        Case.make("128x128", "64x64", "16x16", note="2-D GNA, perfectly block-sparse", **two),
-        Case.make("128x128", "64x64", "8x8", note="2-D GNA, partially block-sparse", **two),
-        Case.make("128x128", "64x64", "64x64", note="2-D blocked", **two),
-        Case.make("128x128", "32x32", "1x1", dilation="2x2", note="2-D dilated NA", **two),
-        # 2-D 256x256, window 80x80 (FLUX 4K)
-        Case.make("256x256", "80x80", "1x1", note="2-D NA (FLUX 4K)", **flux),
-        Case.make("256x256", "80x80", "16x16", note="2-D GNA (FLUX 4K)", **flux),
-        # 3-D 30x48x80, window 18x24x24 (HunyuanVideo 720p)
-        Case.make("30x48x80", "18x24x24", "1x1x1", note="3-D NA (Hunyuan)", **three),
-        Case.make("30x48x80", "18x24x24", "16x8x8", note="3-D GNA (Hunyuan), perfectly block-sparse",
-                  **three),
-        Case.make("30x48x80", "18x24x24", "1x1x1", causal="1x0x0", note="3-D NA, causal in time",
-                  flex=False, **three),
-    ]
-
-
-SUITES: dict[str, Callable[[], list[Case]]] = {"smoke": _suite_smoke, "h100": _suite_h100}
-
-
-def load_spec(path: Path) -> list[Case]:
-    """Cases from a JSON list of objects or a CSV with the schema's problem columns.
-
-    Fields: layout, window, stride, dilation, causal, q_tile, kv_tile (``30x48x80`` strings or
-    lists), batch, heads, head_dim, dtype, note.
-    """
-    text = Path(path).read_text()
-    if Path(path).suffix.lower() == ".json":
-        rows = json.loads(text)
-        if isinstance(rows, dict):
-            rows = rows.get("cases", [])
-    else:
-        rows = list(csv.DictReader(text.splitlines()))
-    cases = []
-    for i, r in enumerate(rows):
-        try:
-            kw = {k: r[k] for k in ("batch", "heads", "head_dim") if r.get(k) not in (None, "")}
-            kw = {k: int(v) for k, v in kw.items()}
-            if r.get("dtype"):
-                kw["dtype"] = str(r["dtype"])
-            if r.get("note"):
-                kw["note"] = str(r["note"])
-            cases.append(Case.make(r["layout"], r["window"], r.get("stride") or 1,
-                                   r.get("dilation") or 1, r.get("causal") or 0,
-                                   r.get("q_tile"), r.get("kv_tile"), **kw))
-        except Exception as err:           # one line per bad row
-            raise ValueError(f"{path}: case {i + 1}: {err}") from None
-    return cases
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +119,7 @@ def bench(fn: Callable[[], object], warmup_ms: float = 25, rep_ms: float = 100) 
                                          return_mode="median"))
 
 
-class _Rotate:
+class Rotate:
     """Calls ``fns[i]`` in turn: each launch uses the next input set."""
 
     def __init__(self, fns: list[Callable[[], object]]):
@@ -261,7 +131,7 @@ class _Rotate:
         return f()
 
 
-def _flat_bnhe(t):
+def flat_bnhe(t):
     """``[B, *layout, H, E]`` -> contiguous ``[B, H, N, E]`` (SDPA / Flex layout)."""
     return t.reshape(t.shape[0], -1, *t.shape[-2:]).transpose(1, 2).contiguous()
 
@@ -280,13 +150,15 @@ class Runner:
     flex: bool = True
     sdpa: bool = True
     mask_all: bool = True
+    backprop: bool = False
+    device: str = "cuda"
     log: Callable[[str], None] = print
     rows: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
         self.torch = require_gpu()
         self.info = device_info(self.torch)
-        self._done: dict[tuple, dict] = {}
+        self.done: dict[tuple, object] = {}   # rows (or outputs) made once per problem
         self._flex_fn = None
 
     # -- helpers --------------------------------------------------------------------------
@@ -294,26 +166,26 @@ class Runner:
         torch = self.torch
         dt = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[case.dtype]
         shape = (case.batch, *case.layout, case.heads, case.head_dim)
-        gen = torch.Generator(device="cuda").manual_seed(0)
-        return [tuple(torch.randn(shape, device="cuda", dtype=dt, generator=gen) for _ in range(3))
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        return [tuple(torch.randn(shape, device=self.device, dtype=dt, generator=gen) for _ in range(3))
                 for _ in range(self.sets)]
 
-    def _problem_key(self, case: Case, impl: str) -> tuple:
+    def problem_key(self, case: Case, impl: str) -> tuple:
         return (impl, case.layout, case.causal, case.batch, case.heads, case.head_dim, case.dtype)
 
-    def _row(self, case: Case, impl: str, ms: float, *, dense: bool = False, **kw) -> dict:
+    def add_row(self, case: Case, impl: str, ms: float, *, dense: bool = False, **kw) -> dict:
         same = (1,) * len(case.layout)
         row = {
             "source": SOURCE, "gpu": self.info["gpu"], "implementation": impl,
             "batch": case.batch, "heads": case.heads, "head_dim": case.head_dim, "dtype": case.dtype,
-            "layout": _x(case.layout),
-            "window": _x(case.layout if dense else case.window),
-            "stride": _x(same if dense else case.stride),
-            "dilation": _x(same if dense else case.dilation),
-            "causal": _x(case.causal),
-            "q_tile": "" if dense else _x(case.q_tile), "kv_tile": "" if dense else _x(case.kv_tile),
+            "layout": x_join(case.layout),
+            "window": x_join(case.layout if dense else case.window),
+            "stride": x_join(same if dense else case.stride),
+            "dilation": x_join(same if dense else case.dilation),
+            "causal": x_join(case.causal),
+            "q_tile": "" if dense else x_join(case.q_tile), "kv_tile": "" if dense else x_join(case.kv_tile),
             "attention_ms": f"{ms:.6f}", "permute_ms": f"{kw.pop('permute_ms', 0.0):.6f}",
-            "note": kw.pop("note", ""),
+            "note": kw.pop("note", ""), "pass": "fwd",
             "device": self.info["device"], "driver": self.info["driver"],
             "torch_version": self.info["torch_version"], "triton_version": self.info["triton_version"],
         }
@@ -324,7 +196,7 @@ class Runner:
         for col in COLUMNS:
             row.setdefault(col, "")
         self.rows.append(row)
-        self.log(f"  {impl:17s} {row['masking'] or '-':8s} {ms:10.4f} ms  permute "
+        self.log(f"  {row['pass']} {impl:17s} {row['masking'] or '-':8s} {ms:10.4f} ms  permute "
                  f"{float(row['permute_ms']):8.4f} ms  speedup {row['speedup'] or '-':>8s}"
                  f"  bound {row['tile_bound'] or '-':>8s}  diff {row['max_abs_diff'] or '-'}")
         return row
@@ -341,10 +213,10 @@ class Runner:
 
         plan = kernel_plan(case.config())
         q_lay, kv_lay = layouts(plan)
-        table = plan_table(plan, "cuda", mask_all)
+        table = plan_table(plan, self.device, mask_all)
         permuted = [(permute(q, q_lay), permute(k, kv_lay), permute(v, kv_lay)) for q, k, v in inputs]
         launches = [GNALaunch(qp, kp, vp, plan, table) for qp, kp, vp in permuted]
-        ms = bench(_Rotate(launches), self.warmup_ms, self.rep_ms)
+        ms = bench(Rotate(launches), self.warmup_ms, self.rep_ms)
 
         def perm(i):
             q, k, v = inputs[i]
@@ -355,7 +227,7 @@ class Runner:
         # 1-D without dilation or padding: the permutation is a view, nothing to time
         identity = (len(case.layout) == 1 and case.dilation == (1,)
                     and q_lay.padded == case.layout and kv_lay.padded == case.layout)
-        perm_ms = 0.0 if identity else bench(_Rotate([perm(i) for i in range(len(inputs))]),
+        perm_ms = 0.0 if identity else bench(Rotate([perm(i) for i in range(len(inputs))]),
                                              self.warmup_ms, self.rep_ms)
         out0 = unpermute(launches[0](), q_lay)
         return ms, perm_ms, plan, out0
@@ -364,12 +236,12 @@ class Runner:
         """Our dense row for a case's problem (once per problem and tile sizes)."""
         from math import prod
 
-        key = self._problem_key(case, "triton-gna-dense") + (prod(case.q_tile), prod(case.kv_tile))
-        if key in self._done:
-            return self._done[key]
+        key = self.problem_key(case, "triton-gna-dense") + (prod(case.q_tile), prod(case.kv_tile))
+        if key in self.done:
+            return self.done[key]
         if any(case.causal):
             dcase = case.dense()
-            note = f"same kernel, window = layout, tiles {_x(case.q_tile)}/{_x(case.kv_tile)}"
+            note = f"same kernel, window = layout, tiles {x_join(case.q_tile)}/{x_join(case.kv_tile)}"
         else:
             # non-causal dense attention ignores token order: one flat sequence, no permutation
             n = prod(case.layout)
@@ -384,12 +256,12 @@ class Runner:
         ref = self._sdpa(case, inputs)
         if ref is not None:
             diff = (self._diff(out, ref), "torch-sdpa")
-        row = self._row(case, "triton-gna-dense", ms, dense=True, permute_ms=perm_ms, note=note,
-                        baseline="triton-gna-dense", kv_tiling="static", masking="partial",
-                        speedup="1.0000", tile_bound="1.0000", flop_bound="1.0000",
-                        kv_tiles_visited_max=int(plan.expected_visits().max()),
-                        fully_block_sparse=int(plan.fully_block_sparse), diff=diff)
-        self._done[key] = row
+        row = self.add_row(case, "triton-gna-dense", ms, dense=True, permute_ms=perm_ms, note=note,
+                           baseline="triton-gna-dense", kv_tiling="static", masking="partial",
+                           speedup="1.0000", tile_bound="1.0000", flop_bound="1.0000",
+                           kv_tiles_visited_max=int(plan.expected_visits().max()),
+                           fully_block_sparse=int(plan.fully_block_sparse), diff=diff)
+        self.done[key] = row
         return row
 
     # -- baselines ------------------------------------------------------------------------
@@ -403,7 +275,7 @@ class Runner:
         causal = any(case.causal)
         if causal and len(case.layout) > 1:
             return None                              # multi-axis causal has no SDPA form
-        bhne = [tuple(_flat_bnhe(t) for t in s) for s in inputs]
+        bhne = [tuple(flat_bnhe(t) for t in s) for s in inputs]
         times, best_out = {}, None
         for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION),
                               ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
@@ -411,7 +283,7 @@ class Runner:
                 with sdpa_kernel(backend):
                     return sdpa(q, k, v, is_causal=causal)
             try:
-                times[name] = bench(_Rotate([lambda s=s: call(*s) for s in bhne]),
+                times[name] = bench(Rotate([lambda s=s: call(*s) for s in bhne]),
                                     self.warmup_ms, self.rep_ms)
                 if best_out is None or times[name] <= min(times.values()):
                     best_out = call(*bhne[0]).transpose(1, 2)
@@ -421,17 +293,18 @@ class Runner:
             return None
         best = min(times, key=times.get)
         others = ", ".join(f"{k} {v:.4f}" for k, v in times.items() if k != best)
-        self._row(case, "torch-sdpa", times[best], dense=True,
-                  note=f"best backend {best}" + (f"; others ms: {others}" if others else ""),
-                  baseline="torch-sdpa", speedup="1.0000", flop_bound="1.0000")
+        self.add_row(case, "torch-sdpa", times[best], dense=True,
+                     note=f"best backend {best}" + (f"; others ms: {others}" if others else ""),
+                     baseline="torch-sdpa", speedup="1.0000", flop_bound="1.0000")
         return best_out
 
-    def _flex(self, case: Case, inputs, plan, ours_out) -> None:
+    def flex_fn(self):
+        """Compiled ``flex_attention`` (made once), or None when torch has none."""
         torch = self.torch
         try:
             from torch.nn.attention.flex_attention import flex_attention
         except ImportError:
-            return
+            return None
         if self._flex_fn is None:
             import torch._dynamo
 
@@ -441,40 +314,45 @@ class Runner:
                 if hasattr(torch._dynamo.config, name):
                     setattr(torch._dynamo.config, name, 256)
             self._flex_fn = torch.compile(flex_attention, dynamic=False)
+        return self._flex_fn
+
+    def _flex(self, case: Case, inputs, plan, ours_out) -> None:
+        flex = self.flex_fn()
+        if flex is None:
+            return
         from math import prod
 
         from .flex import plan_block_mask
         from .permute import plan_layouts as layouts
         from .permute import permute, unpermute
 
-        flex = self._flex_fn
-        dense_key = self._problem_key(case, "flex-attention")
-        if dense_key not in self._done and not any(case.causal):
-            bhne = [tuple(_flat_bnhe(t) for t in s) for s in inputs]
+        dense_key = self.problem_key(case, "flex-attention")
+        if dense_key not in self.done and not any(case.causal):
+            bhne = [tuple(flat_bnhe(t) for t in s) for s in inputs]
             try:
-                ms = bench(_Rotate([lambda s=s: flex(*s) for s in bhne]), self.warmup_ms, self.rep_ms)
-                self._done[dense_key] = self._row(
+                ms = bench(Rotate([lambda s=s: flex(*s) for s in bhne]), self.warmup_ms, self.rep_ms)
+                self.done[dense_key] = self.add_row(
                     case, "flex-attention", ms, dense=True, note="dense, no block mask",
                     baseline="flex-attention", speedup="1.0000", flop_bound="1.0000")
             except Exception as err:
                 self.log(f"  flex-attention dense failed: {str(err).splitlines()[0][:120]}")
         q_lay, kv_lay = layouts(plan)
         try:
-            block_mask = plan_block_mask(plan, case.batch, "cuda")
+            block_mask = plan_block_mask(plan, case.batch, self.device)
             sets = [tuple(permute(t, lay).transpose(1, 2).contiguous()
                           for t, lay in ((q, q_lay), (k, kv_lay), (v, kv_lay))) for q, k, v in inputs]
-            ms = bench(_Rotate([lambda s=s: flex(*s, block_mask=block_mask) for s in sets]),
+            ms = bench(Rotate([lambda s=s: flex(*s, block_mask=block_mask) for s in sets]),
                        self.warmup_ms, self.rep_ms)
             out = unpermute(flex(*sets[0], block_mask=block_mask).transpose(1, 2).contiguous(), q_lay)
         except Exception as err:
             self.log(f"  flex-attention GNA failed: {str(err).splitlines()[0][:160]}")
             return
-        base = self._done.get(dense_key)
-        self._row(case, "flex-attention", ms,
-                  note=f"block mask from the plan, blocks {prod(case.q_tile)}/{prod(case.kv_tile)}",
-                  baseline="flex-attention" if base else "", kv_tiling="static", masking="partial",
-                  speedup=f"{float(base['attention_ms']) / ms:.4f}" if base else "",
-                  diff=(self._diff(out, ours_out), "triton-gna"), **self._bounds(case, plan))
+        base = self.done.get(dense_key)
+        self.add_row(case, "flex-attention", ms,
+                     note=f"block mask from the plan, blocks {prod(case.q_tile)}/{prod(case.kv_tile)}",
+                     baseline="flex-attention" if base else "", kv_tiling="static", masking="partial",
+                     speedup=f"{float(base['attention_ms']) / ms:.4f}" if base else "",
+                     diff=(self._diff(out, ours_out), "triton-gna"), **self._bounds(case, plan))
 
     def _bounds(self, case: Case, plan) -> dict:
         from math import prod
@@ -496,17 +374,21 @@ class Runner:
         if not case.is_dense:
             ms, perm_ms, plan, out = self._ours(case, inputs, mask_all=False)
             bounds = self._bounds(case, plan)
-            self._row(case, "triton-gna", ms, permute_ms=perm_ms, note=case.note,
-                      baseline="triton-gna-dense", kv_tiling="static", masking="partial",
-                      speedup=f"{dense_ms / ms:.4f}", **bounds)
+            self.add_row(case, "triton-gna", ms, permute_ms=perm_ms, note=case.note,
+                         baseline="triton-gna-dense", kv_tiling="static", masking="partial",
+                         speedup=f"{dense_ms / ms:.4f}", **bounds)
             if self.mask_all and not plan.fully_block_sparse:
                 ms_all, _, _, out_all = self._ours(case, inputs, mask_all=True)
-                self._row(case, "triton-gna", ms_all, permute_ms=perm_ms, note=case.note,
-                          baseline="triton-gna-dense", kv_tiling="static", masking="all",
-                          speedup=f"{dense_ms / ms_all:.4f}", diff=(self._diff(out_all, out), "triton-gna"),
-                          **bounds)
+                self.add_row(case, "triton-gna", ms_all, permute_ms=perm_ms, note=case.note,
+                             baseline="triton-gna-dense", kv_tiling="static", masking="all",
+                             speedup=f"{dense_ms / ms_all:.4f}",
+                             diff=(self._diff(out_all, out), "triton-gna"), **bounds)
             if self.flex and case.flex:
                 self._flex(case, inputs, plan, out)
+        if self.backprop:
+            from .harness_backward import backward_case
+
+            backward_case(self, case, inputs)
         del inputs
         self.torch.cuda.empty_cache()
 
@@ -521,24 +403,15 @@ def write_csv(rows: list[dict], path: Path) -> None:
             w.writerow(r)
 
 
-def resolve_cases(suite: str | None, spec: Path | None) -> list[Case]:
-    if (suite is None) == (spec is None):
-        raise ValueError("give exactly one of --suite NAME or --spec FILE")
-    if suite is not None:
-        if suite not in SUITES:
-            raise ValueError(f"unknown suite '{suite}' (known: {', '.join(sorted(SUITES))})")
-        return SUITES[suite]()
-    return load_spec(spec)
-
-
 def run(suite: str | None, spec: Path | None, out: Path, *, sets: int = 3, flex: bool = True,
-        sdpa: bool = True, mask_all: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+        sdpa: bool = True, mask_all: bool = True, backprop: bool = False,
+        log: Callable[[str], None] = print) -> list[dict]:
     """Resolve the cases, time them on the GPU, and write the CSV after every case (so a run
     stopped midway, by an error or a SIGTERM, keeps what it measured)."""
     import signal
 
     cases = resolve_cases(suite, spec)
-    runner = Runner(sets=sets, flex=flex, sdpa=sdpa, mask_all=mask_all, log=log)
+    runner = Runner(sets=sets, flex=flex, sdpa=sdpa, mask_all=mask_all, backprop=backprop, log=log)
     log(f"{runner.info['device']} | driver {runner.info['driver']} | torch {runner.info['torch_version']}"
         f" | triton {runner.info['triton_version']} | {len(cases)} cases")
 
@@ -569,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-flex", action="store_true")
     p.add_argument("--no-sdpa", action="store_true")
     p.add_argument("--no-mask-all", action="store_true")
+    p.add_argument("--backprop", action="store_true", help="also time the backward pass (pass = bwd)")
     a = p.parse_args(argv)
     try:
         resolve_cases(a.suite, a.spec)
@@ -577,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run(a.suite, a.spec, a.out, sets=a.sets, flex=not a.no_flex, sdpa=not a.no_sdpa,
-            mask_all=not a.no_mask_all)
+            mask_all=not a.no_mask_all, backprop=a.backprop)
     except NoGPU as err:
         print(f"gnasim validate: {err}", file=sys.stderr)
         return 2

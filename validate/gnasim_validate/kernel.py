@@ -37,7 +37,7 @@ def interpreted() -> bool:
 
 
 @triton.jit
-def _axis_window(q, Lg, K: tl.constexpr, S: tl.constexpr, CAUSAL: tl.constexpr):
+def axis_window(q, Lg, K: tl.constexpr, S: tl.constexpr, CAUSAL: tl.constexpr):
     """First and one-past-last key of each group-local query ``q`` on one axis."""
     if CAUSAL:
         lead = tl.minimum((q // S) * S + (S - 1), Lg - 1)
@@ -72,7 +72,7 @@ def _load_rows(X, desc_row, base_off, rows, stride_n, offs_d, pid_h, head_dim,
 
 @triton.jit
 def _gna_fwd(
-    Q, K, V, O, TABLE, COUNTS,
+    Q, K, V, O, TABLE, COUNTS, LSE,
     stride_qb, stride_qn, stride_qh,
     stride_kb, stride_kn, stride_kh,
     stride_vb, stride_vn, stride_vh,
@@ -92,7 +92,7 @@ def _gna_fwd(
     QT0: tl.constexpr, QT1: tl.constexpr, QT2: tl.constexpr,
     KT0: tl.constexpr, KT1: tl.constexpr, KT2: tl.constexpr,
     BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr, USE_DESC: tl.constexpr,
-    COUNT: tl.constexpr, IEEE: tl.constexpr, DOT_F32: tl.constexpr,
+    COUNT: tl.constexpr, IEEE: tl.constexpr, DOT_F32: tl.constexpr, STORE_LSE: tl.constexpr,
 ):
     BLOCK_M: tl.constexpr = QT0 * QT1 * QT2
     BLOCK_N: tl.constexpr = KT0 * KT1 * KT2
@@ -142,9 +142,9 @@ def _gna_fwd(
     q0 = m0 * QT0 + offs_m // (QT1 * QT2)
     q1 = m1 * QT1 + (offs_m // QT2) % QT1
     q2 = m2 * QT2 + offs_m % QT2
-    qs0, qe0 = _axis_window(q0, Lg0, K0, S0, C0)
-    qs1, qe1 = _axis_window(q1, Lg1, K1, S1, C1)
-    qs2, qe2 = _axis_window(q2, Lg2, K2, S2, C2)
+    qs0, qe0 = axis_window(q0, Lg0, K0, S0, C0)
+    qs1, qe1 = axis_window(q1, Lg1, K1, S1, C1)
+    qs2, qe2 = axis_window(q2, Lg2, K2, S2, C2)
     # offsets of a KV tile's rows inside the tile, per axis
     ko0 = offs_n // (KT1 * KT2)
     ko1 = (offs_n // KT2) % KT1
@@ -226,6 +226,10 @@ def _gna_fwd(
             tl.store(o_ptrs, out)
         else:
             tl.store(o_ptrs, out, mask=offs_d[None, :] < head_dim)
+    if STORE_LSE:
+        # log-sum-exp of the scaled scores in base 2, fp32 [BG, H, tokens], for the backward
+        tl.store(LSE + (bg64 * n_heads + pid_h) * q_tokens + q_row0 + offs_m,
+                 m_i + tl.math.log2(l_i))
     if COUNT:
         c = COUNTS + ((pid_bg * tl.num_programs(0) + pid_m) * n_heads + pid_h) * 2
         tl.store(c, visits)
@@ -279,15 +283,18 @@ class GNALaunch:
     ``table``: the packed plan table as int32 on the tensors' device (built from ``plan`` and
     ``mask_all`` when omitted; a given table already says which pairs are masked). ``out`` (same shape as ``qp``) receives the output when given. ``counts`` (int32
     ``[B * groups, q_tiles, H, 2]``) receives, per program, the KV tiles visited and how many of
-    them applied the element mask. ``use_desc``: load through TMA tensor descriptors instead of
-    plain pointer tiles (opt-in: on an H100 with Triton 3.6 they were not faster, and 128-token
-    KV tiles gave wrong results through them; see validate/data/README.md).
+    them applied the element mask. ``lse`` (fp32 ``[B * groups, H, tokens]``) receives each query
+    row's log-sum-exp of its scaled scores in base 2 (``m + log2(l)``), which the backward kernel
+    needs; the output is the same with or without it.
+    ``use_desc``: load through TMA tensor descriptors instead of plain pointer tiles (opt-in: on
+    an H100 with Triton 3.6 they were not faster, and 128-token KV tiles gave wrong results
+    through them; see validate/data/README.md).
     """
 
     def __init__(self, qp: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, plan: KernelPlan,
                  table: torch.Tensor | None = None, *, out: torch.Tensor | None = None,
-                 counts: torch.Tensor | None = None, mask_all: bool = False,
-                 sm_scale: float | None = None, use_desc: bool | None = None,
+                 counts: torch.Tensor | None = None, lse: torch.Tensor | None = None,
+                 mask_all: bool = False, sm_scale: float | None = None, use_desc: bool | None = None,
                  num_warps: int | None = None, num_stages: int | None = None) -> None:
         if qp.dtype not in _TORCH_TO_TL or kp.dtype != qp.dtype or vp.dtype != qp.dtype:
             raise ValueError(f"q, k, v must share one dtype among fp16/bf16/fp32, "
@@ -320,6 +327,12 @@ class GNALaunch:
                 raise ValueError(f"counts must be int32 [{BG}, {plan.q_tiles}, {H}, 2]")
         else:
             counts = table                        # unused dummy pointer
+        store_lse = lse is not None
+        if store_lse:
+            if tuple(lse.shape) != (BG, H, NQ) or lse.dtype != torch.float32 or not lse.is_contiguous():
+                raise ValueError(f"lse must be contiguous float32 [{BG}, {H}, {NQ}]")
+        else:
+            lse = table                           # unused dummy pointer
         if use_desc is None:
             use_desc = False
         if use_desc and not _descriptors_usable(qp, kp, vp, out):
@@ -337,10 +350,11 @@ class GNALaunch:
                        for t, rows in zip(tensors, (BM, BN, BN, BM))]
         self.out = out
         self.counts = counts if count else None
+        self.lse = lse if store_lse else None
         self.use_desc = bool(use_desc)
         self.grid = (plan.q_tiles, BG, H)
         self.args = (
-            *tensors, table, counts,
+            *tensors, table, counts, lse,
             qp.stride(0), qp.stride(1), qp.stride(2),
             kp.stride(0), kp.stride(1), kp.stride(2),
             vp.stride(0), vp.stride(1), vp.stride(2),
@@ -360,7 +374,7 @@ class GNALaunch:
             KT0=a[0].kv_tile, KT1=a[1].kv_tile, KT2=a[2].kv_tile,
             BLOCK_D=BLOCK_D, EVEN_D=(BLOCK_D == E), USE_DESC=bool(use_desc),
             COUNT=count, IEEE=(qp.dtype == torch.float32 or dot_f32), DOT_F32=dot_f32,
-            num_warps=warps, num_stages=stages,
+            STORE_LSE=store_lse, num_warps=warps, num_stages=stages,
         )
 
     def __call__(self) -> torch.Tensor:

@@ -197,3 +197,95 @@ def kernel_plan(config: GNAConfig) -> KernelPlan:
             for d in range(config.rank)]
     axes = [_singleton_axis()] * (KERNEL_RANK - config.rank) + axes
     return KernelPlan(config, tuple(axes), config.rank)
+
+
+# ---------------------------------------------------------------------------------------------
+# backward (KV-stationary) tables
+
+
+@dataclass(frozen=True)
+class BackwardTables:
+    """The KV-stationary backward plan of a :class:`KernelPlan` as int32 tables.
+
+    ``tables[d]`` has shape ``(dilation, kv_tiles, 4)`` per kernel axis (singletons included):
+    ``q_lo``, ``q_n`` (the box of Q tiles the KV tile visits, from gnasim's backward plan) and
+    ``full_lo``, ``full_hi`` (the Q tiles ``[full_lo, full_hi)`` whose every query slot attends
+    every real key of the KV tile on this axis). A pair is fully dense iff it is on every axis.
+    """
+
+    tables: tuple[np.ndarray, ...]
+
+    def packed_table(self, mask_all: bool = False) -> np.ndarray:
+        """All axis tables in one int32 array ``(rows, 4)``; ``mask_all`` empties the full ranges."""
+        packed = np.concatenate([t.reshape(-1, 4) for t in self.tables], axis=0).copy()
+        if mask_all:
+            packed[:, 2:] = 0
+        return np.ascontiguousarray(packed, dtype=np.int32)
+
+    @property
+    def table_bases(self) -> tuple[int, ...]:
+        """First row of each axis in :meth:`packed_table`."""
+        sizes = [t.shape[0] * t.shape[1] for t in self.tables]
+        return tuple(int(s) for s in np.cumsum([0] + sizes[:-1]))
+
+    def _per_program(self, values) -> np.ndarray:
+        out = np.ones((1, 1), dtype=np.int64)
+        for t in self.tables:
+            v = values(t.astype(np.int64))                   # (D, nkv)
+            out = np.einsum("ab,cd->acbd", out, v).reshape(out.shape[0] * v.shape[0], -1)
+        return out
+
+    def expected_visits(self) -> np.ndarray:
+        """Q tiles visited per backward program, ``(groups, kv_tiles)``, row-major over axes."""
+        return self._per_program(lambda t: t[..., 1])
+
+    def expected_partial(self, mask_all: bool = False) -> np.ndarray:
+        """Visited pairs that apply the element mask, per program, same shape as above."""
+        visits = self.expected_visits()
+        if mask_all:
+            return visits
+        return visits - self._per_program(lambda t: np.maximum(t[..., 3] - t[..., 2], 0))
+
+
+def backward_tables(plan: KernelPlan) -> BackwardTables:
+    """The backward kernel's tables: the visited boxes of gnasim's KV-stationary plan, and the
+    fully dense Q-tile ranges found from the forward windows of each Q tile's first and last slot
+    (checked against the plan's count of fully dense pairs)."""
+    from gnasim.plan.backward import backward_axis_plan
+
+    tables = []
+    for a in plan.axes:
+        if a.length == 1 and a.window == 1 and a.q_tiles == 1 and a.kv_tiles == 1:
+            tables.append(np.array([[[0, 1, 0, 1]]], dtype=np.int32))
+            continue
+        bp = backward_axis_plan(a.length, a.window, a.stride, a.dilation, a.causal, a.q_tile,
+                                a.kv_tile)
+        D, nq, nkv, qt, kvt = a.dilation, a.q_tiles, a.kv_tiles, a.q_tile, a.kv_tile
+        table = np.zeros((D, nkv, 4), dtype=np.int64)
+        table[..., 0] = bp.q_first // qt
+        table[..., 1] = bp.visited
+        q0 = np.arange(nq, dtype=np.int64) * qt               # first slot of each Q tile
+        k0 = np.arange(nkv, dtype=np.int64) * kvt             # first slot of each KV tile
+        for g, Lg in enumerate(group_lengths(a.length, D)):
+            Lg = int(Lg)
+            real_q = q0 + qt <= Lg                            # no padding slot in the Q tile
+            first_start = window_start(q0 + qt - 1, Lg, a.window, a.stride, a.causal)
+            last_end = window_end(q0, Lg, a.window, a.stride, a.causal)
+            last_key = np.minimum(k0 + kvt, Lg) - 1           # last real key (k0 if none)
+            # windows are monotone: the tile's last slot starts latest, its first slot ends first
+            full = (real_q[None, :] & (k0[:, None] < Lg)
+                    & (first_start[None, :] <= k0[:, None]) & (last_end[None, :] > last_key[:, None]))
+            count = full.sum(axis=1)
+            lo = np.where(count > 0, full.argmax(axis=1), 0)
+            if not np.array_equal(full.sum(axis=1), np.where(
+                    count > 0, nq - full[:, ::-1].argmax(axis=1) - lo, 0)):
+                raise AssertionError(f"fully dense Q tiles are not contiguous on axis {a}")
+            table[g, :, 2] = lo
+            table[g, :, 3] = lo + count
+        if not np.array_equal(table[..., 3] - table[..., 2], bp.full):
+            raise AssertionError(f"fully dense ranges disagree with gnasim's backward plan on {a}")
+        inside = (table[..., 2] >= table[..., 0]) & (table[..., 3] <= table[..., 0] + table[..., 1])
+        if not np.all(inside | (table[..., 3] == table[..., 2])):
+            raise AssertionError(f"a fully dense range leaves the visited box on axis {a}")
+        tables.append(table.astype(np.int32))
+    return BackwardTables(tuple(tables))
