@@ -21,7 +21,7 @@ validate_app = new_app(
 @validate_app.command("run")
 @guarded
 def run(
-    suite: Optional[str] = typer.Option(None, "--suite", metavar="NAME", help="Built-in suite: smoke or h100."),
+    suite: Optional[str] = typer.Option(None, "--suite", metavar="NAME", help="Built-in suite: smoke, h100 or bwd-smoke."),
     spec: Optional[Path] = typer.Option(None, "--spec", metavar="FILE", help="JSON or CSV file of cases."),
     out: Path = typer.Option(..., "--out", metavar="FILE", help="CSV file to write (measurement schema)."),
     sets: int = typer.Option(3, "--sets", min=1, metavar="N", help="Input sets used in rotation while timing."),
@@ -29,6 +29,8 @@ def run(
     sdpa: bool = typer.Option(True, "--sdpa/--no-sdpa", help="Also time torch SDPA."),
     mask_all: bool = typer.Option(True, "--mask-all/--no-mask-all",
                                   help="Also time masking every visited tile (NATTEN's policy)."),
+    backprop: bool = typer.Option(False, "--backprop", "--backward",
+                                  help="Also time the backward pass (rows with pass = bwd)."),
 ) -> None:
     """Time our kernel (GNA and dense), torch SDPA and FlexAttention; write CSV rows."""
     try:
@@ -41,7 +43,7 @@ def run(
         fail(str(err))
     try:
         run_cases(suite, spec, out, sets=sets, flex=flex, sdpa=sdpa, mask_all=mask_all,
-                  log=lambda line: typer.echo(line, err=True))
+                  backprop=backprop, log=lambda line: typer.echo(line, err=True))
     except NoGPU as err:
         fail(str(err))
 
