@@ -215,7 +215,8 @@ def one_line_error(path) -> str:
 
 def test_field_over_the_csv_limit_names_file_row_and_column(tmp_path):
     huge = "n" * 200_000
-    msg = one_line_error(write(tmp_path, DENSE, GOOD.replace("7.914,2.687,", "7.914,2.687," + huge)))
+    row = GOOD.replace("7.914,2.687,", "7.914,2.687," + huge)
+    msg = one_line_error(write(tmp_path, DENSE, row))
     assert msg == "m.csv row 2 (line 3), column note: 200000 characters (at most 131072)"
     import csv as _csv
     assert _csv.field_size_limit() == 131072            # the global limit is left as it was
@@ -232,7 +233,8 @@ def test_line_separator_inside_a_field_names_the_right_column(tmp_path):
 
 
 @pytest.mark.parametrize("data, text", [
-    (("\ufeff" + HEADER + "\n" + DENSE + "\n").encode("utf-16"), "not UTF-8 text (byte 0xff on line 1)"),
+    (("\ufeff" + HEADER + "\n" + DENSE + "\n").encode("utf-16"),
+     "not UTF-8 text (byte 0xff on line 1)"),
     ((HEADER + "\n" + DENSE.replace("test", "caf\xe9") + "\n").encode("latin-1"),
      "not UTF-8 text (byte 0xe9 on line 2)"),
     (b"", "empty file"),

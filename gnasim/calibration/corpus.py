@@ -64,7 +64,8 @@ DATASETS: tuple[Dataset, ...] = (
             "h100), see validate/data/README.md", "exact"),
     Dataset("gnasim_h100_holdout", "gnasim_h100_holdout.csv",
             "gnasim's Triton GNA kernel on 12 problems not in the h100 suite (H100 SXM)",
-            "this repository: validate/data/h100_holdout.csv (validate/data/h100_holdout_spec.json)",
+            "this repository: validate/data/h100_holdout.csv "
+            "(validate/data/h100_holdout_spec.json)",
             "exact", role="holdout"),
     Dataset("gnasim_h200_suite", "gnasim_h200_suite.csv",
             "the h100 suite without FlexAttention on an H200",
@@ -97,7 +98,7 @@ def dataset_names() -> list[str]:
 
 
 def get_dataset(name: str) -> Dataset:
-    """A dataset by name; an unknown name is one :class:`MeasurementError` line listing the names."""
+    """A dataset by name; an unknown name is a one-line :class:`MeasurementError`."""
     for d in DATASETS:
         if d.name == name.strip().lower():
             return d

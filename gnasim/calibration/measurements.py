@@ -124,7 +124,8 @@ class Measurement:
         """What a GNA row and its dense baseline row share (GPU and problem, not the pattern)."""
         c = self.config
         return (self.gpu.strip().lower(), c.input_size, c.causal, c.batch, c.heads, c.kv_heads,
-                c.head_dim, c.dim_v, c.dtype, self.pass_, self.block_scaled, self.deterministic)
+                c.head_dim, c.dim_v, c.dtype, self.pass_, self.block_scaled,
+                self.deterministic is True)
 
     @property
     def label(self) -> str:
@@ -175,9 +176,9 @@ def _number(raw: dict[str, Any], col: str, *, positive: bool, default: float | N
     try:
         value = float(text)
     except ValueError:
-        raise MeasurementError(f"column {col}: '{show(text)}' is not a number") from None
+        raise MeasurementError(f"column {col}: '{printable(text)}' is not a number") from None
     if not math.isfinite(value):
-        raise MeasurementError(f"column {col}: '{show(text)}' is not finite")
+        raise MeasurementError(f"column {col}: '{printable(text)}' is not finite")
     if positive and value <= 0:
         raise MeasurementError(f"column {col}: must be > 0, got {text}")
     if value < 0:
@@ -194,9 +195,9 @@ def _integer(raw: dict[str, Any], col: str, default: int | None = None) -> int |
     try:
         value = float(text)
     except ValueError:
-        raise MeasurementError(f"column {col}: '{show(text)}' is not an integer") from None
+        raise MeasurementError(f"column {col}: '{printable(text)}' is not an integer") from None
     if not value.is_integer():
-        raise MeasurementError(f"column {col}: '{show(text)}' is not an integer")
+        raise MeasurementError(f"column {col}: '{printable(text)}' is not an integer")
     if value < 1:
         raise MeasurementError(f"column {col}: must be >= 1, got {text}")
     return int(value)
@@ -209,11 +210,17 @@ def _causal(text: str) -> str | None:
     return " ".join(text.replace("x", " ").replace(",", " ").split())
 
 
-def show(text: str, limit: int = 80) -> str:
+def _escape(text: str) -> str:
+    """Non-printable characters (line and paragraph separators, controls) as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def printable(text: str, limit: int = 80) -> str:
     """A value fit for a one-line message: non-printable characters escaped, long text cut."""
-    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                  for c in text[: limit + 1])
-    return out if len(text) <= limit else f"{out[:limit]}... ({len(text)} characters)"
+    if len(text) <= limit:
+        return _escape(text)
+    return f"{_escape(text[:limit])}... ({len(text)} characters)"
 
 
 def parse_versions(text: str) -> dict[str, str]:
@@ -222,8 +229,8 @@ def parse_versions(text: str) -> dict[str, str]:
     for item in text.replace(",", " ").replace(";", " ").split():
         name, sep, version = item.partition("=")
         if not sep or not name or not version:
-            raise MeasurementError(f"column library_version: '{show(item)}' is not name=version "
-                                   "(e.g. cudnn=9.22.0 cudnn-frontend=1.21.1)")
+            raise MeasurementError(f"column library_version: '{printable(item)}' is not "
+                                   "name=version (e.g. cudnn=9.22.0 cudnn-frontend=1.21.1)")
         if name in out:
             raise MeasurementError(f"column library_version: '{name}' given twice")
         out[name] = version
@@ -233,7 +240,7 @@ def parse_versions(text: str) -> dict[str, str]:
 def _pass(raw: dict[str, Any]) -> str:
     text = _text(raw, "pass").lower() or "fwd"
     if text not in PASSES:
-        raise MeasurementError(f"column pass: '{show(text)}' is not one of {list(PASSES)}")
+        raise MeasurementError(f"column pass: '{printable(text)}' is not one of {list(PASSES)}")
     return text
 
 
@@ -242,7 +249,7 @@ def _deterministic(raw: dict[str, Any], pass_: str) -> bool | None:
     if not text:
         return None
     if text not in ("0", "1"):
-        raise MeasurementError(f"column deterministic: '{show(text)}' is not 0 or 1")
+        raise MeasurementError(f"column deterministic: '{printable(text)}' is not 0 or 1")
     if text == "1" and pass_ == "fwd":
         raise MeasurementError("column deterministic: 1 applies to backward passes only "
                                "(pass is fwd)")
@@ -255,7 +262,8 @@ def _uncertainty(raw: dict[str, Any], attention: float) -> float:
     if text:
         value = _number(raw, "uncertainty", positive=True)
         if value > 1:
-            raise MeasurementError(f"column uncertainty: must be <= 1 (relative), got {show(text)}")
+            raise MeasurementError(f"column uncertainty: must be <= 1 (relative), "
+                                   f"got {printable(text)}")
         return value
     digits = _text(raw, "attention_ms").lower()
     if "e" in digits:
@@ -295,8 +303,8 @@ def parse_row(raw: dict[str, Any], row: int, line: int) -> Measurement:
             try:
                 parse_ints(text, col)
             except ConfigError:
-                raise MeasurementError(f"column {col}: '{show(text)}' is not a list of integers "
-                                       "(e.g. 30x48x80)") from None
+                raise MeasurementError(f"column {col}: '{printable(text)}' is not a list of "
+                                       "integers (e.g. 30x48x80)") from None
     dtype, block_scaled = _dtype(raw)
     q_tile, kv_tile = _text(raw, "q_tile"), _text(raw, "kv_tile")
     if bool(q_tile) != bool(kv_tile):
@@ -319,10 +327,11 @@ def parse_row(raw: dict[str, Any], row: int, line: int) -> Measurement:
     permute = _number(raw, "permute_ms", positive=False, default=0.0)
     kv_tiling = _text(raw, "kv_tiling").lower() or None
     if kv_tiling is not None and kv_tiling not in ("static", "dynamic"):
-        raise MeasurementError(f"column kv_tiling: '{show(kv_tiling)}' is not static or dynamic")
+        raise MeasurementError(f"column kv_tiling: '{printable(kv_tiling)}' is not static or "
+                               "dynamic")
     masking = _text(raw, "masking").lower() or None
     if masking is not None and masking not in MASKING_VALUES:
-        raise MeasurementError(f"column masking: '{show(masking)}' is not one of "
+        raise MeasurementError(f"column masking: '{printable(masking)}' is not one of "
                                f"{list(MASKING_VALUES)}")
     pass_ = _pass(raw)
     deterministic = _deterministic(raw, pass_)
@@ -369,8 +378,7 @@ def _read_text(p: Path) -> str:
 
 def _one_line(message: str, limit: int = 400) -> str:
     """Escape line separators and other non-printable characters; cut very long messages."""
-    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                  for c in message)
+    out = _escape(message)
     return out if len(out) <= limit else out[:limit] + "..."
 
 
@@ -387,7 +395,7 @@ def _header(fields: list[str] | None, name: str) -> list[str]:
             raise MeasurementError(f"{name} header, column {i}: name of {len(col)} characters "
                                    "(at most 100)")
         if col in seen:
-            raise MeasurementError(f"{name} header, column {show(col)}: given twice")
+            raise MeasurementError(f"{name} header, column {printable(col)}: given twice")
         seen.add(col)
     missing = [c for c in REQUIRED if c not in header]
     if missing:
