@@ -164,3 +164,28 @@ def test_default_measurements_are_unchanged():
     ms = load_measurements()
     assert len(ms) == 14 and {m.dataset for m in ms.rows} == {""}
     assert all(m.pass_ == "fwd" and m.uncertainty == UNCERTAINTY_FLOOR for m in ms.rows)
+
+
+def test_corpus_stats_flops_reproduce_the_cudnn_tflops_column():
+    """benchmarks/corpus_stats.py counts FLOPs as cuDNN's benchmark does (exact masked pairs,
+    backward 2.5x): its TFLOP/s match the source files' own column (kept out of the dataset)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("corpus_stats",
+                                                  ROOT / "benchmarks" / "corpus_stats.py")
+    stats = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stats)
+    rows = load_dataset("cudnn_frontend_sdpa").rows
+
+    def rate(model: str, tokens: int, pass_: str, det: bool) -> float:
+        m, = [r for r in rows if f"model {model}" in r.note and r.config.input_size == (tokens,)
+              and r.pass_ == pass_ and bool(r.deterministic) == det and r.dtype == "bf16"
+              and r.gpu == "GB200"]
+        return stats.tflops(m)
+    # wan22 and gpt_oss results files on GB200 (TFLOPS column, rounded to whole TFLOP/s there)
+    for model, tokens, pass_, det, source in [("wan22_a14b", 7800, "fwd", False, 1552),
+                                               ("wan22_a14b", 7800, "bwd", False, 1393),
+                                               ("wan22_a14b", 75600, "bwd", True, 1017),
+                                               ("gpt_oss", 32768, "fwd", False, 104),
+                                               ("gpt_oss", 16384, "bwd", False, 188),
+                                               ("gpt_oss", 2048, "bwd", True, 134)]:
+        assert rate(model, tokens, pass_, det) == pytest.approx(source, abs=0.6), (model, tokens)
