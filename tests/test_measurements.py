@@ -148,3 +148,108 @@ def test_validation_harness_rows_load(tmp_path):
     assert ms.rows[0].is_dense and not ms.rows[1].is_dense
     assert ms.rows[1].masking == "all" and ms.rows[1].baseline == "triton-gna-dense"
     assert ms.rows[1].extra["tile_bound"] == "7.1"
+
+
+# -- the corpus columns: pass, deterministic, uncertainty, library_version, mxfp8 -----------------
+
+CORPUS_HEADER = HEADER + ",pass,deterministic,uncertainty,library_version"
+
+
+def test_corpus_columns_load(tmp_path):
+    p = write(tmp_path, DENSE + ",bwd,1,0.02,cudnn=9.22.0 cudnn-frontend=1.21.1",
+              DENSE.replace("fp16", "mxfp8") + ",fwd+bwd,,,", DENSE + ",,,,",
+              header=CORPUS_HEADER)
+    a, b, c = load_measurements(p).rows
+    assert (a.pass_, a.deterministic, a.uncertainty) == ("bwd", True, 0.02)
+    assert a.versions == {"cudnn": "9.22.0", "cudnn-frontend": "1.21.1"}
+    assert b.block_scaled and b.dtype == "mxfp8" and b.config.dtype == "fp8"
+    assert b.pass_ == "fwd+bwd" and b.deterministic is None
+    assert c.pass_ == "fwd" and not c.block_scaled and c.dtype == "fp16"
+    # a row is only another row's dense partner within the same pass and dtype
+    assert len({a.problem, b.problem, c.problem}) == 3
+
+
+def test_uncertainty_default_is_the_printed_precision(tmp_path):
+    rows = [DENSE.replace("97.435", t) for t in ("0.061", "97.435", "7", "1e-3")]
+    ms = load_measurements(write(tmp_path, *rows))
+    got = [m.uncertainty for m in ms.rows]
+    assert got[0] == pytest.approx(0.0005 / 0.061)
+    assert got[1] == 0.001                       # the floor: 5e-6 is below it
+    assert got[2] == pytest.approx(0.5 / 7)
+    assert got[3] == 0.001
+
+
+def test_versions_merge_torch_and_triton(tmp_path):
+    header = HEADER + ",torch_version,triton_version,library_version"
+    m = load_measurements(write(tmp_path, DENSE + ",2.11.0,3.6.0,natten=0.20",
+                                header=header)).rows[0]
+    assert m.versions == {"natten": "0.20", "torch": "2.11.0", "triton": "3.6.0"}
+
+
+@pytest.mark.parametrize("tail, column", [
+    (",backward,,,", "pass"),
+    (",fwd,1,,", "deterministic"),
+    (",bwd,yes,,", "deterministic"),
+    (",fwd,,0,", "uncertainty"),
+    (",fwd,,1.5,", "uncertainty"),
+    (",fwd,,abc,", "uncertainty"),
+    (",fwd,,,cudnn", "library_version"),
+    (",fwd,,,a=1 a=2", "library_version"),
+])
+def test_bad_corpus_columns_name_the_column(tmp_path, tail, column):
+    p = write(tmp_path, DENSE + ",,,,", DENSE + tail, header=CORPUS_HEADER)
+    with pytest.raises(MeasurementError) as err:
+        load_measurements(p)
+    assert str(err.value).startswith(f"m.csv row 2 (line 3), column {column}:"), str(err.value)
+
+
+# -- file-level hardening (issue 9): each of these failed or misreported on the old loader ---------
+
+def one_line_error(path) -> str:
+    with pytest.raises(MeasurementError) as err:
+        load_measurements(path)
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1 and len(msg) < 500, msg
+    return msg
+
+
+def test_field_over_the_csv_limit_names_file_row_and_column(tmp_path):
+    huge = "n" * 200_000
+    row = GOOD.replace("7.914,2.687,", "7.914,2.687," + huge)
+    msg = one_line_error(write(tmp_path, DENSE, row))
+    assert msg == "m.csv row 2 (line 3), column note: 200000 characters (at most 131072)"
+    import csv as _csv
+    assert _csv.field_size_limit() == 131072            # the global limit is left as it was
+
+
+def test_line_separator_inside_a_field_names_the_right_column(tmp_path):
+    # U+2028 inside row 1's note must stay in that field: row 2's bad value is in attention_ms
+    p = write(tmp_path, DENSE + "a\u2028b", GOOD.replace("7.914", "fast"))
+    msg = one_line_error(p)
+    assert msg.startswith("m.csv row 2 (line 3), column attention_ms: 'fast'"), msg
+    assert load_measurements(write(tmp_path, DENSE + "a\u2028b")).rows[0].note == "a\u2028b"
+    msg = one_line_error(write(tmp_path, GOOD.replace("7.914", "7.\u2028914")))
+    assert msg.startswith("m.csv row 1 (line 2), column attention_ms: '7.\\u2028914'"), msg
+
+
+@pytest.mark.parametrize("data, text", [
+    (("\ufeff" + HEADER + "\n" + DENSE + "\n").encode("utf-16"),
+     "not UTF-8 text (byte 0xff on line 1)"),
+    ((HEADER + "\n" + DENSE.replace("test", "caf\xe9") + "\n").encode("latin-1"),
+     "not UTF-8 text (byte 0xe9 on line 2)"),
+    (b"", "empty file"),
+    (b"\xef\xbb\xbf", "empty file"),
+    (b"  \r\n\n", "empty file"),
+    ((HEADER + "\n" + DENSE.replace("test", "t\x00") + "\n").encode(), "NUL byte on line 2"),
+    (b",,,\n", "header, column 1: empty name"),
+])
+def test_unreadable_files_are_one_line_naming_the_file(tmp_path, data, text):
+    p = tmp_path / "m.csv"
+    p.write_bytes(data)
+    msg = one_line_error(p)
+    assert msg.startswith("m.csv") and text in msg, msg
+
+
+def test_a_directory_is_one_line(tmp_path):
+    (tmp_path / "d.csv").mkdir()
+    assert "d.csv" in one_line_error(tmp_path / "d.csv")
