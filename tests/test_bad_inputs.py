@@ -83,7 +83,7 @@ for flag, v, w in [("--q-tile", "0 8 8", "q_tile"), ("--q-tile", "4 8", "q_tile"
 case("predict-total-steps", P + ["--attention-fraction", "0.5", "--full-attention-steps", "60",
                                  "--total-steps", "50"], ["steps"])
 case("predict-unknown-flag", P + ["--bogus"], ["bogus"])
-case("predict-w-no-value", ["predict", "-i", "30", "48", "80", "-w"], ["window"])
+case("predict-w-no-value", ["predict", "-i", "30", "48", "80", "-w"], ["-w"])
 case("predict-missing-i", ["predict", "-w", "8"], ["input"])
 case("predict-20000-axes", ["predict", "-i", "x".join(["2"] * 20000), "-w", "2"], ["input_size"])
 case("predict-int64-counts", ["predict", "-i", str(2 ** 64), "-w", "2", "--q-tile", "100",
