@@ -21,7 +21,7 @@ from gnasim.config import GNAConfig
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import format_tile
 from gnasim.explore.recommend import StrideSearch, search_strides
-from gnasim.plan.stats import _S, axis_stats_many
+from gnasim.plan.stats import STAT_INDEX as _S, axis_stats_many
 from gnasim.plan.tiling import axis_plan
 from gnasim.plan.windows import group_lengths, window_bounds
 
