@@ -15,14 +15,14 @@ from gnasim import GNAConfig, simulate
 
 def _clear() -> None:
     import gnasim.plan.tiling as tiling
+    import gnasim.plan.backward as backward
+
     clear = getattr(tiling, "clear_plan_cache", None)
     if clear is not None:
-        clear()
-    try:
-        import gnasim.plan.backward as backward
-        getattr(backward, "_PLANS", {}).clear()
-    except ImportError:
-        pass
+        clear()                               # this round's code: every plan cache
+    old_backward_cache = getattr(backward, "_PLANS", None)
+    if isinstance(old_backward_cache, dict):  # before it: the backward cache separately
+        old_backward_cache.clear()
 
 
 REPEATS = 3

@@ -167,3 +167,13 @@ def test_long_axis_cost_does_not_grow_with_tokens(causal, stride, dilation):
             assert fwd.visited_sum == sum(w * g.row_sum(axis.VISITED)
                                           for g, w in zip(fwd.groups, fwd.weights))
     assert counts[30] == counts[40]
+
+
+def test_tile_map_reads_the_plans_full_run():
+    """Dynamic KV tiling, last KV tile cut short at the window end: it is fully dense (the plan
+    counts it so); the tile map reads that from the plan instead of re-deriving it from slots."""
+    from gnasim.plots import FULL, axis_view
+
+    view = axis_view(16, 5, 5, 1, False, 5, 4, "dynamic", 0)
+    assert [s for *_, s in view.tiles if s != "skipped"] == [FULL, FULL]
+    assert int(axis_plan(16, 5, 5, 1, False, 5, 4, "dynamic").full[0, 0]) == 2
