@@ -14,8 +14,7 @@ from gnasim import GNAConfig, simulate
 
 
 def _clear() -> None:
-    import gnasim.plan.tiling as tiling
-    import gnasim.plan.backward as backward
+    from gnasim.plan import backward, tiling
 
     clear = getattr(tiling, "clear_plan_cache", None)
     if clear is not None:
@@ -42,9 +41,9 @@ def main(exponents: list[int]) -> None:
     for e in exponents:
         n = 2 ** e
         cfg = GNAConfig(input_size=(n,), window_size=(n // 1024,), q_tile=(128,), kv_tile=(128,))
-        fwd = _cold(lambda: simulate(cfg, None))
-        both = _cold(lambda: simulate(cfg, None, backward=True, bwd_q_tile=(128,),
-                                      bwd_kv_tile=(128,)))
+        fwd = _cold(lambda cfg=cfg: simulate(cfg, None))
+        both = _cold(lambda cfg=cfg: simulate(cfg, None, backward=True, bwd_q_tile=(128,),
+                                              bwd_kv_tile=(128,)))
         print(f"n = 2^{e}: forward {fwd * 1e3:.2f} ms, forward+backward {both * 1e3:.2f} ms",
               flush=True)
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import gnasim.plan.axis as axis
+from gnasim.plan import axis
 from gnasim.plan.backward import backward_axis_plan, backward_axis_plans
 from gnasim.plan.cache import BoundedCache
 from gnasim.plan.stats import axis_stats_many

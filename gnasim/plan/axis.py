@@ -16,19 +16,20 @@ lcm(S, t_q, t_kv)`` tokens (``lcm(t_q, t_kv)`` where no bound needs stride multi
 each row by a fixed step (``0``, ``+-P / t`` or ``P``), up to monotone clamps (``max(., 0)``).
 
 The engine splits an axis into dilation groups (two distinct lengths at most: the first ``L % D``
-groups are one token longer), and each long group (``PERIODIC_MIN_TILES`` stationary tiles or more)
-into :class:`Segment` s: explicit tiles near piece borders, and per piece one block of ``p`` tiles
-repeated with its step. A run is confirmed on its first two blocks and its last; where a clamp
-starts to bind inside a run (monotone, so at most once) the run is cut there (found by probing). The cost
-of a plan therefore grows with the number of pieces and the period, not with the token count.
+groups are one token longer), and each long group (``PERIODIC_MIN_TILES`` stationary tiles or
+more) into :class:`Segment` s: explicit tiles near piece borders, and per piece one block of ``p``
+tiles repeated with its step. A run is checked on its first two blocks and its last; where a
+clamp starts to bind inside a run (monotone, so at most once) the run is cut there, found by
+probing. The cost of a plan grows with the number of pieces and the period, not with the token
+count.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
 
 import numpy as np
 

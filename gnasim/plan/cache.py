@@ -8,7 +8,8 @@ bound may just have evicted.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Generic, Hashable, Iterable, TypeVar
+from collections.abc import Callable, Hashable, Iterable
+from typing import Generic, TypeVar
 from weakref import WeakSet
 
 K = TypeVar("K", bound=Hashable)
