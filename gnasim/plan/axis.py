@@ -91,12 +91,14 @@ class Segment:
     def tiles(self) -> int:
         return self.block.shape[1] * self.repeats
 
-    def materialise(self) -> np.ndarray:
+    def materialise(self, rows: int = len(ROWS)) -> np.ndarray:
+        """The first ``rows`` rows of every tile, shape ``(rows, tiles)``."""
+        block, step = self.block[:rows], self.step[:rows]
         if self.repeats == 1:
-            return self.block
-        p = self.block.shape[1]
-        out = np.tile(self.block, (1, self.repeats))
-        out += np.repeat(np.arange(self.repeats, dtype=np.int64), p)[None, :] * self.step[:, None]
+            return block
+        p = block.shape[1]
+        out = np.tile(block, (1, self.repeats))
+        out += np.repeat(np.arange(self.repeats, dtype=np.int64), p)[None, :] * step[:, None]
         return out
 
     def row_sum(self, row: int) -> int:
@@ -128,8 +130,8 @@ class GroupTiles:
         pairs, weights = [], []
         for s in self.segments:
             if s.step[VISITED] or s.step[FULL]:
-                rows = s.materialise()
-                pairs.append(rows[:2])
+                rows = s.materialise(2)     # visited, full
+                pairs.append(rows)
                 weights.append(np.ones(rows.shape[1], np.int64))
             else:
                 pairs.append(s.block[:2])
