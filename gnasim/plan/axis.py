@@ -317,17 +317,19 @@ def build_axes(keys: list[AxisKey], direction: Direction) -> list[BuiltAxis]:
     """Segments of many axes, their explicit tiles computed together in one numpy pass."""
     layout = []      # per key: (tiles per group, lengths, weights, [(prm, [runs]) per length])
     candidates = []  # (key index, length index, run, prm)
-    for ki, (L, K, S, D, causal, qt, kvt) in enumerate(keys):
+    for ki, key in enumerate(keys):
+        L, K, S, D, qt, kvt = (int(key[i]) for i in (0, 1, 2, 3, 5, 6))
+        causal = bool(key[4])
         T = direction.tile(qt, kvt)
         n = cdiv(L, T * D)
         lengths, weights = split_groups(L, D)
         per = []
         for li, Lg in enumerate(lengths):
-            prm = (Lg, K, S, bool(causal), qt, kvt)
+            prm = (Lg, K, S, causal, qt, kvt)
             per.append((prm, []))
             if n < PERIODIC_MIN_TILES:
                 continue
-            for lo_tok, hi_tok, needs_stride in direction.pieces(Lg, K, S, bool(causal)):
+            for lo_tok, hi_tok, needs_stride in direction.pieces(Lg, K, S, causal):
                 p = math.lcm(S if needs_stride else 1, qt, kvt) // T
                 t0, t1 = cdiv(lo_tok, T), hi_tok // T
                 if (t1 - t0) // p >= 3:

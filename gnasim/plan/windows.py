@@ -19,8 +19,8 @@ import numpy as np
 def leader_offset(stride, causal):
     """Where a stride group's leader sits inside the group: its last query (causal) or its
     centre ``stride // 2`` (non-causal). Scalars give an ``int``, arrays an array."""
-    if np.ndim(stride) == 0 and np.ndim(causal) == 0:
-        return int(stride) - 1 if causal else int(stride) // 2
+    if isinstance(stride, int) and isinstance(causal, (bool, int)):
+        return stride - 1 if causal else stride // 2
     stride = np.asarray(stride, dtype=np.int64)
     return np.where(causal, stride - 1, stride // 2)
 
