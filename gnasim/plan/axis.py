@@ -216,7 +216,7 @@ class AxisTiles:
 
 # -- building --------------------------------------------------------------------------------
 
-AxisKey = tuple  # (length, window, stride, dilation, causal, q_tile, kv_tile)
+EngineKey = tuple  # (length, window, stride, dilation, causal, q_tile, kv_tile)
 
 
 @dataclass(frozen=True)
@@ -313,7 +313,7 @@ def _confirm(direction: Direction, run: _Run, prm: tuple, rows3: np.ndarray) -> 
     return out
 
 
-def build_axes(keys: list[AxisKey], direction: Direction) -> list[BuiltAxis]:
+def build_axes(keys: list[EngineKey], direction: Direction) -> list[BuiltAxis]:
     """Segments of many axes, their explicit tiles computed together in one numpy pass."""
     layout = []      # per key: (tiles per group, lengths, weights, [(prm, [runs]) per length])
     candidates = []  # (key index, length index, run, prm)

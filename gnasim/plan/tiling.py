@@ -33,8 +33,8 @@ from typing import Literal
 import numpy as np
 
 from gnasim.errors import ConfigError
-from gnasim.plan.axis import (FIRST, FULL, REAL, VISITED, AxisKey, AxisTiles, Direction,
-                              GroupTiles, build_axes, cdiv)
+from gnasim.plan.axis import (FIRST, FULL, REAL, VISITED, AxisTiles, Direction, GroupTiles,
+                              build_axes, cdiv)
 from gnasim.plan.cache import BoundedCache, clear_all
 from gnasim.plan.product import ProductPlan, prod
 from gnasim.plan.windows import attended_keys_total, window_bounds, window_pieces
@@ -153,6 +153,7 @@ class AxisPlan(AxisTiles):
         return self.rows[REAL]
 
 
+AxisKey = tuple  # (length, window, stride, dilation, causal, q_tile, kv_tile, mode)
 _PLANS: BoundedCache[AxisKey, AxisPlan] = BoundedCache(8192)
 
 
