@@ -12,7 +12,7 @@ import sys
 import time
 
 from gnasim import GNAConfig, simulate
-from gnasim.plan.tiling import axis_plan
+from gnasim.plan.tiling import clear_plan_cache
 
 
 def timed(fn, repeat: int) -> float:
@@ -30,7 +30,7 @@ def main() -> None:
     cfg = GNAConfig(input_size=(30, 48, 80), window_size=(18, 24, 24), stride=(1, 1, 1), heads=24)
 
     def cold():
-        axis_plan.cache_clear()
+        clear_plan_cache()
         simulate(cfg, "h100").to_dict()
 
     simulate(cfg, "h100")  # load the profile once
@@ -49,7 +49,7 @@ def main() -> None:
         L = 2 ** exp
         c = GNAConfig(input_size=L, window_size=max(2, L // 1024), q_tile=128, kv_tile=128)
         t0 = time.perf_counter()
-        axis_plan.cache_clear()
+        clear_plan_cache()
         r = simulate(c)
         r.to_dict()
         dt = time.perf_counter() - t0
@@ -58,7 +58,7 @@ def main() -> None:
     print("\n1-D 2^30 tokens, causal, window 2^20, stride 1 (cold):")
     c = GNAConfig(input_size=2 ** 30, window_size=2 ** 20, causal=True, q_tile=128, kv_tile=128)
     t0 = time.perf_counter()
-    axis_plan.cache_clear()
+    clear_plan_cache()
     r = simulate(c)
     print(f"  {time.perf_counter() - t0:.3f} s, tile bound {r.tile_speedup:.3f}, FLOP bound {r.flop_speedup:.3f}")
 

@@ -20,7 +20,8 @@ from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.files import atomic_write, check_output_path
 from gnasim.explore.recommend import StrideSearch, search_strides
-from gnasim.plan.stats import _S, axis_stats_many
+from gnasim.plan.stats import STAT_INDEX as _S, axis_stats_many
+from gnasim.plan.axis import ROWS
 from gnasim.plan.tiling import axis_plan
 from gnasim.plan.windows import group_lengths, window_bounds
 
@@ -57,9 +58,9 @@ def axis_view(length: int, window: int, stride: int, dilation: int, causal: bool
               kv_tile: int, mode: str, q_index: int, group: int = 0, axis: int = 0) -> AxisView:
     """The per-axis picture of Q tile ``q_index`` in dilation group ``group``.
 
-    Visited KV tiles come from the tile plan (:func:`gnasim.tiling.axis_plan`); a visited tile is
-    full when every real query attends every slot in it (checked here on the token mask, and
-    cross-checked against the plan's count of full tiles).
+    Visited KV tiles and which of them are fully dense come from the tile plan's rows
+    (:meth:`gnasim.plan.tiling.AxisPlan.rows_at`: ``first``, ``visited``, ``full_first``,
+    ``full``); the token mask only shades the picture (``coverage``).
     """
     plan = axis_plan(length, window, stride, dilation, causal, q_tile, kv_tile, mode)
     if not 0 <= group < dilation:
@@ -70,24 +71,18 @@ def axis_view(length: int, window: int, stride: int, dilation: int, causal: bool
     Lg = int(group_lengths(length, dilation)[group])
     padded = plan.kv_tiles_per_group * kv_tile
     q0 = q_index * q_tile
-    real = max(0, min(Lg - q0, q_tile))
+    row = dict(zip(ROWS, plan.rows_at(group, [q_index])[:, 0].tolist()))
+    visited, first, real = row["visited"], row["first"], row["real"]
+    full_lo, full_hi = row["full_first"], row["full_first"] + row["full"] * kv_tile
     cover = np.zeros(padded, dtype=np.int64)
     if real:
         start, end = window_bounds(np.arange(q0, q0 + real), Lg, window, stride, causal)
         for s, e in zip(start.tolist(), end.tolist()):
             cover[s:e] += 1
-    visited = int(plan.visited[group, q_index])
-    first = int(plan.kv_first[group, q_index])
     tiles: list[tuple[int, int, str]] = []
-    n_full = 0
     for j in range(visited):
         a, b = first + j * kv_tile, first + (j + 1) * kv_tile
-        full = real > 0 and b <= Lg and bool((cover[a:b] == real).all())
-        n_full += full
-        tiles.append((a, b, FULL if full else PARTIAL))
-    if n_full != int(plan.full[group, q_index]):
-        raise RuntimeError(f"internal error: tile map finds {n_full} full KV tiles on axis {axis}, "
-                           f"the tile plan {int(plan.full[group, q_index])}; please report this")
+        tiles.append((a, b, FULL if full_lo <= a < full_hi else PARTIAL))
     if mode == "static":   # the rest of the aligned KV tile grid is skipped
         lo, hi = first // kv_tile, first // kv_tile + visited
         tiles = ([(j * kv_tile, (j + 1) * kv_tile, SKIPPED) for j in range(lo)] + tiles

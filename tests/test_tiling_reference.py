@@ -102,24 +102,26 @@ def test_trip_counts_from_kernel_notes():
 @given(configs(), st.sampled_from(["static", "dynamic"]))
 def test_compressed_runs_equal_explicit(cfg, mode):
     """The periodic compression of long axes gives exactly the explicit per-tile rows."""
-    import gnasim.plan.tiling as tiling
+    import gnasim.plan.axis as axis
+    from gnasim.plan.tiling import clear_plan_cache
 
     explicit = tile_plan(cfg, mode)
     dense = tile_plan(cfg.dense(), mode)
-    old = tiling.PERIODIC_MIN_TILES
-    tiling.PERIODIC_MIN_TILES = 0
-    tiling.axis_plan.cache_clear()
+    old = axis.PERIODIC_MIN_TILES
+    axis.PERIODIC_MIN_TILES = 0
+    clear_plan_cache()
     try:
         for plan_a, c in ((explicit, cfg), (dense, cfg.dense())):
             plan_b = tile_plan(c, mode)
             for a, b in zip(plan_a.axes, plan_b.axes):
                 assert (a.visited == b.visited).all() and (a.full == b.full).all()
                 assert (a.kv_first == b.kv_first).all() and (a.real_queries == b.real_queries).all()
+                assert (a.full_first == b.full_first).all()
                 assert (a.visited_sum, a.full_sum, a.visited_max) == (b.visited_sum, b.full_sum, b.visited_max)
             assert plan_a.full_partial_histogram() == plan_b.full_partial_histogram()
     finally:
-        tiling.PERIODIC_MIN_TILES = old
-        tiling.axis_plan.cache_clear()
+        axis.PERIODIC_MIN_TILES = old
+        clear_plan_cache()
 
 
 @settings(max_examples=400, deadline=None)

@@ -16,7 +16,7 @@ from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import load_profile
 from gnasim.explore.grid import AxisGrid, SweepSpec, _axis_values, _broadcast_grid, axis_rule
 from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, FAST_KEYS, RUNTIME_KEYS, _EXACT_FLOAT, _INT64_MAX
-from gnasim.plan.stats import _S, _STATS, axis_stats_many
+from gnasim.plan.stats import STATS as _STATS, STAT_INDEX as _S, axis_stats_many
 
 
 

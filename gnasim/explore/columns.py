@@ -16,7 +16,7 @@ from gnasim.plan.tiling import axis_plans
 from gnasim.explore.keys import _INT64_MAX, BOOL_KEYS, FAST_KEYS, FLOAT_KEYS, INT_KEYS, RUNTIME_BOOL_KEYS, RUNTIME_FLOAT_KEYS, RUNTIME_INT_KEYS, RUNTIME_KEYS, RUNTIME_STRING_KEYS, STRING_KEYS
 from gnasim.explore.blocks import Block, SweepPlan, _per_pair, _row_config, flatten_record
 from gnasim.explore.grid import SweepSpec
-from gnasim.plan.stats import _S
+from gnasim.plan.stats import STAT_INDEX as _S
 
 
 

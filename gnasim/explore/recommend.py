@@ -27,7 +27,7 @@ from gnasim.bounds import amdahl
 from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError
 from gnasim.hardware.profile import HardwareProfile
-from gnasim.plan.stats import _S, axis_stats_many
+from gnasim.plan.stats import STAT_INDEX as _S, axis_stats_many
 
 
 @dataclass

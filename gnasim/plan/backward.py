@@ -16,13 +16,15 @@ hull of the Q tiles holding a query that attends one of its keys. A KV tile made
 (possible with uneven dilation groups) still runs the kernel's box: the closed forms on its first
 and last slot, as the kernel computes them.
 
-This module mirrors :mod:`gnasim.tiling` with the roles of Q and KV swapped. A (KV tile, Q tile)
+This module is the KV-stationary direction of the per-axis engine (:mod:`gnasim.plan.axis`),
+:mod:`gnasim.plan.tiling` with the roles of Q and KV swapped. A (KV tile, Q tile)
 pair is *fully dense* when every real key of the KV tile is attended by every query slot of the Q
 tile; a padding query slot never attends, so a Q tile holding padding is never fully dense with
 anything, while padding key slots do not matter (a KV tile with no real key has no fully dense
 pair). Otherwise a visited pair is *partial*. Since inverse windows are contiguous and monotone,
 per axis the fully dense Q tiles of a KV tile are those inside ``[q_start(last real key),
-q_end(first key))``, and a pair is fully dense iff it is fully dense on every axis.
+q_end(first key))`` (one run, starting at query ``full_first``), and a pair is fully dense iff it
+is fully dense on every axis.
 
 Everything is per axis (:class:`BackwardAxisPlan`, per dilation group and KV tile) and combined by
 products (:class:`BackwardPlan`); no N x N mask is built.
@@ -31,55 +33,52 @@ products (:class:`BackwardPlan`); no N x N mask is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
-from gnasim.plan.tiling import ProductPlan, _cdiv, _product_distribution
-from gnasim.plan.windows import window_extents
+from gnasim.errors import ConfigError
+from gnasim.plan.axis import FIRST, FULL, VISITED, AxisTiles, Direction, GroupTiles, build_axes, cdiv
+from gnasim.plan.cache import BoundedCache
+from gnasim.plan.product import ProductPlan
+from gnasim.plan.windows import inverse_window_bounds, inverse_window_pieces
+
+__all__ = ["BackwardAxisPlan", "BackwardPlan", "backward_axis_plan", "backward_axis_plans",
+           "backward_flops", "backward_plan", "backward_rows", "inverse_window_bounds"]
 
 
-def inverse_window_bounds(j, length: int, window: int, stride: int,
-                          causal: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(q_start, q_end)`` of keys ``j`` (group-local): the queries attending key ``j`` are
-    ``[q_start, q_end)``. The kernels' closed forms (``get_bwd_win_start/end``)."""
-    j = np.asarray(j, dtype=np.int64)
-    left, right = window_extents(window)
-    off = stride - stride // 2 - 1
-    if causal:
-        q_start = j
-        q_end = np.minimum(((j + window) // stride + (j + window >= length)) * stride, length)
-    else:
-        q_start = (np.where(j >= window, j - right + off, 0) // stride) * stride
-        q_end = np.where(j >= length - window, length,
-                         ((j + left + off + 1) // stride) * stride)
-    return q_start, q_end
-
-
-def _kv_tile_rows(Lg: int, K: int, S: int, causal: bool, qt: int, kvt: int,
-                  nkv: int) -> np.ndarray:
-    """Rows (visited, full, q_first, real keys) of one dilation group's KV tiles."""
-    k0 = np.arange(nkv, dtype=np.int64) * kvt
+def backward_rows(idx: np.ndarray, Lg, K, S, causal, qt, kvt) -> np.ndarray:
+    """Rows (:data:`gnasim.plan.axis.ROWS`: visited, full, q_first, real keys, full_first) of KV
+    tiles ``idx`` of one dilation group of length ``Lg``; parameters may be arrays aligned with
+    ``idx``."""
+    k0 = idx * kvt
+    n = len(k0)
     real = np.clip(Lg - k0, 0, kvt)
     has = real > 0
     last_real = k0 + np.maximum(real, 1) - 1
+    tile3 = lambda a: np.concatenate([a, a, a]) if np.ndim(a) else a
     starts, ends = inverse_window_bounds(np.concatenate([k0, last_real, k0 + kvt - 1]),
-                                         Lg, K, S, causal)
-    q_lo = starts[:nkv] // qt
-    visited = np.maximum(_cdiv(ends[2 * nkv:], qt) - q_lo, 0)
-    latest_start = starts[nkv:2 * nkv]    # every real key is attended from here on ...
-    earliest_end = ends[:nkv]             # ... up to here (exclusive); q_end <= Lg: no padding
-    full = np.maximum(earliest_end // qt - _cdiv(latest_start, qt), 0)
-    full = np.where(has, full, 0)
-    return np.stack([visited, full, q_lo * qt, real]).astype(np.int64)
+                                         tile3(Lg), tile3(K), tile3(S), tile3(causal))
+    q_lo = starts[:n] // qt
+    visited = np.maximum(cdiv(ends[2 * n:], qt) - q_lo, 0)
+    latest_start = starts[n:2 * n]    # every real key is attended from here on ...
+    earliest_end = ends[:n]           # ... up to here (exclusive); q_end <= Lg: no padding
+    run_lo = cdiv(latest_start, qt)
+    full = np.where(has, np.maximum(earliest_end // qt - run_lo, 0), 0)
+    q_first = q_lo * qt
+    full_first = np.where(full > 0, run_lo * qt, q_first)
+    return np.stack([visited, full, q_first, real, full_first]).astype(np.int64)
+
+
+BACKWARD = Direction("backward", backward_rows, inverse_window_pieces, q_stationary=False)
 
 
 @dataclass(frozen=True)
-class BackwardAxisPlan:
+class BackwardAxisPlan(AxisTiles):
     """Per-axis backward statistics for every (dilation group, KV tile) on one axis.
 
-    ``rows[i]`` holds the rows (visited, full, q_first, real keys) of the i-th distinct group
-    length; ``weights[i]`` groups have that length (the first ``L % D`` groups are one longer).
+    ``groups[i]`` holds the KV tiles of the i-th distinct group length; ``weights[i]`` groups have
+    that length (the first ``L % D`` groups are one longer). Array views have shape
+    ``(dilation, kv_tiles_per_group)``.
     """
 
     length: int
@@ -91,75 +90,49 @@ class BackwardAxisPlan:
     kv_tile: int
     q_tiles_per_group: int
     kv_tiles_per_group: int
-    rows: tuple[np.ndarray, ...]
-    weights: tuple[int, ...]
+    groups: tuple[GroupTiles, ...] = ()
+    weights: tuple[int, ...] = ()
 
-    def _stack(self, row: int) -> np.ndarray:
-        return np.repeat(np.stack([r[row] for r in self.rows]), self.weights, axis=0)
+    @property
+    def direction(self) -> Direction:
+        return BACKWARD
 
     @property
     def visited(self) -> np.ndarray:
         """Q tiles visited, shape ``(dilation, kv_tiles_per_group)``."""
-        return self._stack(0)
+        return self.rows[VISITED]
 
     @property
     def full(self) -> np.ndarray:
-        return self._stack(1)
+        return self.rows[FULL]
 
     @property
     def q_first(self) -> np.ndarray:
         """First query (group-local) of the first Q tile visited."""
-        return self._stack(2)
-
-    @cached_property
-    def visited_sum(self) -> int:
-        return sum(w * int(r[0].sum()) for r, w in zip(self.rows, self.weights))
-
-    @cached_property
-    def full_sum(self) -> int:
-        return sum(w * int(r[1].sum()) for r, w in zip(self.rows, self.weights))
-
-    @cached_property
-    def visited_max(self) -> int:
-        return max(int(r[0].max()) for r in self.rows)
-
-    def visited_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct Q-tiles-visited values over all KV tiles of the axis, with their counts."""
-        vals = np.concatenate([r[0] for r in self.rows])
-        weights = np.concatenate([np.full(r.shape[1], w, np.int64)
-                                  for r, w in zip(self.rows, self.weights)])
-        uniq, inv = np.unique(vals, return_inverse=True)
-        return uniq, np.bincount(inv.ravel(), weights=weights,
-                                 minlength=len(uniq)).astype(np.int64)
+        return self.rows[FIRST]
 
 
 BackwardAxisKey = tuple  # (length, window, stride, dilation, causal, q_tile, kv_tile)
-_PLANS: dict[BackwardAxisKey, BackwardAxisPlan] = {}
-_MAX_CACHED = 4096
+_PLANS: BoundedCache[BackwardAxisKey, BackwardAxisPlan] = BoundedCache(8192)
+
+
+def _build(keys: list[BackwardAxisKey]) -> list[BackwardAxisPlan]:
+    return [BackwardAxisPlan(*key, cdiv(key[0], key[5] * key[3]), built.tiles_per_group,
+                             built.groups, built.weights)
+            for key, built in zip(keys, build_axes(keys, BACKWARD))]
+
+
+def backward_axis_plans(keys: list[BackwardAxisKey]) -> list[BackwardAxisPlan]:
+    """Backward plans of many axes, the uncached ones computed together. Cached (bounded)."""
+    keys = [(int(L), int(K), int(S), int(D), bool(c), int(qt), int(kvt))
+            for L, K, S, D, c, qt, kvt in keys]
+    return _PLANS.get_many(keys, _build)
 
 
 def backward_axis_plan(length: int, window: int, stride: int, dilation: int, causal: bool,
                        q_tile: int, kv_tile: int) -> BackwardAxisPlan:
     """Backward statistics of one axis (all dilation groups). Cached: plans are immutable."""
-    key = (int(length), int(window), int(stride), int(dilation), bool(causal), int(q_tile),
-           int(kv_tile))
-    plan = _PLANS.get(key)
-    if plan is None:
-        L, K, S, D, causal, qt, kvt = key
-        nq, nkv = _cdiv(L, qt * D), _cdiv(L, kvt * D)
-        long_len, n_long = -(-L // D), L % D or D
-        lens = [long_len] + ([long_len - 1] if n_long < D else [])
-        weights = (n_long, D - n_long)[: len(lens)]
-        rows = []
-        for Lg in lens:
-            r = _kv_tile_rows(Lg, K, S, causal, qt, kvt, nkv)
-            r.flags.writeable = False
-            rows.append(r)
-        plan = BackwardAxisPlan(L, K, S, D, causal, qt, kvt, nq, nkv, tuple(rows), weights)
-        if len(_PLANS) >= _MAX_CACHED:
-            _PLANS.clear()
-        _PLANS[key] = plan
-    return plan
+    return backward_axis_plans([(length, window, stride, dilation, causal, q_tile, kv_tile)])[0]
 
 
 @dataclass(frozen=True)
@@ -177,24 +150,17 @@ class BackwardPlan(ProductPlan):
     def q_tiles_visited_mean(self) -> float:
         return self.tile_pairs_visited / self.kv_tiles
 
-    def visited_histogram(self) -> dict[int, int]:
-        """{Q tiles visited: number of KV tiles visiting that many}."""
-        vals, counts = _product_distribution([a.visited_counts() for a in self.axes])
-        return {int(v): int(c) for v, c in zip(vals, counts)}
-
 
 def backward_plan(config, q_tile: tuple[int, ...], kv_tile: tuple[int, ...]) -> BackwardPlan:
     """The backward plan of a :class:`~gnasim.config.GNAConfig` with backward tile shapes."""
-    from gnasim.errors import ConfigError
     if len(q_tile) != config.rank or len(kv_tile) != config.rank:
         raise ConfigError(f"bwd_q_tile/bwd_kv_tile: tile ranks {len(q_tile)}/{len(kv_tile)} do "
                           f"not match input_size rank {config.rank}")
     if min(q_tile) < 1 or min(kv_tile) < 1:
         raise ConfigError("bwd_q_tile/bwd_kv_tile: tile extents must be >= 1")
-    return BackwardPlan(tuple(
-        backward_axis_plan(config.input_size[d], config.window_size[d], config.stride[d],
-                           config.dilation[d], bool(config.causal[d]), q_tile[d], kv_tile[d])
-        for d in range(config.rank)))
+    return BackwardPlan(tuple(backward_axis_plans(
+        [(config.input_size[d], config.window_size[d], config.stride[d], config.dilation[d],
+          config.causal[d], q_tile[d], kv_tile[d]) for d in range(config.rank)])))
 
 
 def backward_flops(pairs: int, batch: int, heads: int, head_dim: int, head_dim_v: int) -> int:

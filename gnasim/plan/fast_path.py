@@ -5,7 +5,7 @@ cost model can differ from the exact ``TilePlan.fully_block_sparse`` in border c
 
 from __future__ import annotations
 
-from gnasim.plan.windows import group_lengths, window_extents, window_start
+from gnasim.plan.windows import group_lengths, leader_offset, window_extents, window_start
 
 
 def axis_fast_path(length: int, window: int, stride: int, q_tile: int, kv_tile: int) -> bool:
@@ -14,7 +14,7 @@ def axis_fast_path(length: int, window: int, stride: int, q_tile: int, kv_tile: 
     if L == K:
         return True
     left, _ = window_extents(K)
-    c = S // 2
+    c = leader_offset(S, False)
     n_groups = -(-L // S)
     last_centre = min((L // S) * S + c, L - 1)
     last_start = int(window_start(last_centre, L, K, S, False))

@@ -2,45 +2,41 @@
 
 from __future__ import annotations
 
-
 from types import SimpleNamespace
 
-
+from gnasim.plan.cache import BoundedCache
 from gnasim.plan.fast_path import natten_fast_path
-from gnasim.plan.tiling import axis_plans
-
-
-
+from gnasim.plan.tiling import AxisKey, axis_plans
 
 # per-axis statistics, in this column order
-_STATS = ("vsum", "fsum", "vmax", "att", "qt", "kvt", "dvmax", "dvsum", "datt", "fast")
-_S = {name: i for i, name in enumerate(_STATS)}
+STATS: tuple[str, ...] = ("vsum", "fsum", "vmax", "att", "qt", "kvt", "dvmax", "dvsum", "datt",
+                          "fast")
+STAT_INDEX: dict[str, int] = {name: i for i, name in enumerate(STATS)}
+
+_STATS_CACHE: BoundedCache[AxisKey, tuple[int, ...]] = BoundedCache(65536)
 
 
-# -- per-axis statistics ----------------------------------------------------------------------
+def _compute(keys: list[AxisKey]) -> list[tuple[int, ...]]:
+    dense = [(k[0], k[0], 1, 1, k[4], k[5], k[6], k[7]) for k in keys]
+    plans = axis_plans(keys + dense)
+    n = len(keys)
+    out = []
+    for key, p, d in zip(keys, plans[:n], plans[n:]):
+        L, K, S, D, c, qt, kvt, _ = key
+        axis_cfg = SimpleNamespace(rank=1, input_size=(L,), window_size=(K,), stride=(S,),
+                                   dilation=(D,), causal=(c,), q_tile=(qt,), kv_tile=(kvt,))
+        out.append((p.visited_sum, p.full_sum, p.visited_max, p.attended,
+                    D * p.q_tiles_per_group, D * p.kv_tiles_per_group,
+                    d.visited_max, d.visited_sum, d.attended, int(natten_fast_path(axis_cfg))))
+    return out
 
-_STATS_CACHE: dict[tuple, tuple[int, ...]] = {}
 
-
-def axis_stats_many(keys: list[tuple]) -> list[tuple[int, ...]]:
-    """Per-axis factors (see ``_STATS``) of many axis options ``(L, K, S, D, causal, qt, kvt,
-    mode)``: visited/full tile sums, worst Q tile, attended keys, Q/KV tiles, the same axis of the
-    dense (self-attention) baseline, and NATTEN's fast-path predicate for the axis. The plans
-    missing from the cache are computed together (:func:`gnasim.tiling.axis_plans`)."""
-    missing = [k for k in dict.fromkeys(keys) if k not in _STATS_CACHE]
-    if missing:
-        dense = [(k[0], k[0], 1, 1, k[4], k[5], k[6], k[7]) for k in missing]
-        plans = axis_plans(missing + dense)
-        n = len(missing)
-        for key, p, d in zip(missing, plans[:n], plans[n:]):
-            L, K, S, D, c, qt, kvt, _ = key
-            axis_cfg = SimpleNamespace(rank=1, input_size=(L,), window_size=(K,), stride=(S,),
-                                       dilation=(D,), causal=(c,), q_tile=(qt,), kv_tile=(kvt,))
-            _STATS_CACHE[key] = (p.visited_sum, p.full_sum, p.visited_max, p.attended,
-                                 D * p.q_tiles_per_group, D * p.kv_tiles_per_group,
-                                 d.visited_max, d.visited_sum, d.attended,
-                                 int(natten_fast_path(axis_cfg)))
-    return [_STATS_CACHE[k] for k in keys]
+def axis_stats_many(keys: list[AxisKey]) -> list[tuple[int, ...]]:
+    """Per-axis factors (named by :data:`STATS`) of many axis options ``(L, K, S, D, causal, qt,
+    kvt, mode)``: visited/full tile sums, worst Q tile, attended keys, Q/KV tiles, the same axis of
+    the dense (self-attention) baseline, and NATTEN's fast-path predicate for the axis. The plans
+    missing from the cache are computed together (:func:`gnasim.plan.tiling.axis_plans`)."""
+    return _STATS_CACHE.get_many(keys, _compute)
 
 
 def axis_stats(length: int, window: int, stride: int, dilation: int, causal: bool,
@@ -48,4 +44,3 @@ def axis_stats(length: int, window: int, stride: int, dilation: int, causal: boo
     """Per-axis factors of one axis option (see :func:`axis_stats_many`)."""
     return axis_stats_many([(length, window, stride, dilation, bool(causal), q_tile, kv_tile,
                              mode)])[0]
-

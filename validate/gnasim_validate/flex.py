@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gnasim.plan.windows import window_end, window_start
+from gnasim.plan.windows import group_lengths, window_bounds
 
 from .plan import KernelPlan
 
@@ -55,11 +55,12 @@ def query_windows(plan: KernelPlan) -> tuple[np.ndarray, np.ndarray]:
                                              [a.dilation for a in plan.axes]), axis=-1)
     starts = np.zeros((plan.groups, q.shape[0], 3), dtype=np.int64)
     ends = np.zeros_like(starts)
+    lengths = [group_lengths(a.length, a.dilation) for a in plan.axes]
     for g, gc in enumerate(group_coords):
         for d, a in enumerate(plan.axes):
-            Lg = -(-(a.length - int(gc[d])) // a.dilation)
-            starts[g, :, d] = window_start(q[:, d], Lg, a.window, a.stride, a.causal)
-            ends[g, :, d] = window_end(q[:, d], Lg, a.window, a.stride, a.causal)
+            Lg = int(lengths[d][gc[d]])
+            starts[g, :, d], ends[g, :, d] = window_bounds(q[:, d], Lg, a.window, a.stride,
+                                                           a.causal)
     return starts, ends
 
 

@@ -26,13 +26,9 @@ import numpy as np
 
 from gnasim.config import GNAConfig
 from gnasim.plan.tiling import AxisPlan, axis_plan
-from gnasim.plan.windows import group_lengths, window_end, window_start
+from gnasim.plan.windows import window_extents
 
 KERNEL_RANK = 3
-
-
-def _cdiv(a, b):
-    return -(-a // b)
 
 
 @dataclass(frozen=True)
@@ -52,51 +48,23 @@ class KernelAxis:
 
     @property
     def left(self) -> int:
-        return self.window // 2
+        return window_extents(self.window)[0]
 
     @property
     def right(self) -> int:
-        return self.window // 2 + self.window % 2 - 1
-
-
-def _full_range(Lg: int, plan: AxisPlan) -> tuple[np.ndarray, np.ndarray]:
-    """KV tiles every real query of each Q tile attends completely, as ``[lo, hi)`` tile indices."""
-    qt, kvt = plan.q_tile, plan.kv_tile
-    q0 = np.arange(plan.q_tiles_per_group, dtype=np.int64) * qt
-    real = np.clip(Lg - q0, 0, qt)
-    last = q0 + np.maximum(real, 1) - 1
-    # starts and ends are non-decreasing in the query: the intersection of the real queries'
-    # windows runs from the last real query's start to the first query's end.
-    inter_start = window_start(last, Lg, plan.window, plan.stride, plan.causal)
-    inter_end = window_end(q0, Lg, plan.window, plan.stride, plan.causal)
-    lo = _cdiv(inter_start, kvt)
-    hi = inter_end // kvt
-    empty = (real == 0) | (hi <= lo)
-    return np.where(empty, 0, lo), np.where(empty, 0, hi)
+        return window_extents(self.window)[1]
 
 
 def kernel_axis(plan: AxisPlan) -> KernelAxis:
-    """The kernel table of one axis, from gnasim's static :class:`AxisPlan`."""
+    """The kernel table of one axis, read from gnasim's static :class:`AxisPlan` rows."""
     if plan.mode != "static":
         raise ValueError("the Triton kernel runs token-permuted data: it needs a static KV tiling plan")
-    D, nq = plan.dilation, plan.q_tiles_per_group
-    table = np.zeros((D, nq, 4), dtype=np.int64)
-    lengths = group_lengths(plan.length, D)
-    # (a plan may store one row for identical groups: broadcast to one row per group)
-    kv_first = np.broadcast_to(plan.kv_first, (D, nq))
-    visited = np.broadcast_to(plan.visited, (D, nq))
-    for g in range(D):
-        lo, hi = _full_range(int(lengths[g]), plan)
-        table[g, :, 0] = kv_first[g] // plan.kv_tile
-        table[g, :, 1] = visited[g]
-        table[g, :, 2] = lo
-        table[g, :, 3] = hi
-    # our full ranges must agree with the simulator's count of fully dense tiles
-    counted = np.maximum(table[..., 3] - table[..., 2], 0)
-    if not np.array_equal(counted, np.broadcast_to(plan.full, (D, nq))):
-        raise AssertionError(f"full-tile ranges disagree with gnasim's plan on axis {plan}")
+    kvt = plan.kv_tile
+    full = plan.full
+    full_lo = np.where(full > 0, plan.full_first // kvt, 0)
+    table = np.stack([plan.kv_first // kvt, plan.visited, full_lo, full_lo + full], axis=-1)
     return KernelAxis(plan.length, plan.window, plan.stride, plan.dilation, plan.causal,
-                      plan.q_tile, plan.kv_tile, nq, plan.kv_tiles_per_group,
+                      plan.q_tile, kvt, plan.q_tiles_per_group, plan.kv_tiles_per_group,
                       table.astype(np.int32))
 
 
