@@ -9,6 +9,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from gnasim.errors import ConfigError
 
+# Largest axis length, and largest tile x dilation, gnasim accepts: every per-axis quantity
+# (padded lengths, tile indices, window bounds) then stays exact in 64-bit integers, and products
+# and sums over axes are Python integers.
+MAX_AXIS = 2 ** 62
+
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
 _DTYPE_ALIASES = {
     "float32": "fp32", "float": "fp32", "fp32": "fp32",
@@ -167,6 +172,9 @@ class GNAConfig(BaseModel):
             where = f"(axis {ax})"
             if L < 1:
                 raise ConfigError(f"input_size {where}: must be >= 1, got {L}")
+            if L > MAX_AXIS:
+                raise ConfigError(f"input_size {where}: {L} is above the limit of 2^62 tokens per "
+                                  "axis (gnasim's per-axis counts are exact 64-bit integers)")
             if K < 2:
                 raise ConfigError(f"window_size {where}: must be >= 2, got {K}")
             if K > L:
@@ -188,6 +196,7 @@ class GNAConfig(BaseModel):
             for ax, t in enumerate(tile):
                 if t < 1:
                     raise ConfigError(f"{key} (axis {ax}): must be >= 1, got {t}")
+            _check_tile_span(key, tile, self.dilation)
         if self.heads_kv is not None:
             if self.heads_kv < 1:
                 raise ConfigError(f"heads_kv: must be >= 1, got {self.heads_kv}")
@@ -230,6 +239,7 @@ class GNAConfig(BaseModel):
                 raise ConfigError(f"{key}: {len(tile)} values given but input_size has {self.rank} axes")
             if min(tile) < 1:
                 raise ConfigError(f"{key}: every extent must be >= 1, got {tile}")
+            _check_tile_span(key, tile, self.dilation)
         return self.model_copy(update={"q_tile": tuple(q_tile), "kv_tile": tuple(kv_tile)})
 
     def replace(self, **changes: Any) -> "GNAConfig":
@@ -243,6 +253,14 @@ class GNAConfig(BaseModel):
         ones = (1,) * self.rank
         return self.model_copy(update={"window_size": self.input_size, "stride": ones,
                                        "dilation": ones})
+
+
+def _check_tile_span(key: str, tile: tuple[int, ...], dilation: tuple[int, ...]) -> None:
+    """A tile spans ``tile x dilation`` tokens of its axis; keep that within :data:`MAX_AXIS`."""
+    for ax, (t, d) in enumerate(zip(tile, dilation)):
+        if t * d > MAX_AXIS:
+            raise ConfigError(f"{key} (axis {ax}): {t} x dilation {d} is above the limit of 2^62 "
+                              "tokens per axis")
 
 
 def _as_bool(v: Any) -> bool:

@@ -423,6 +423,10 @@ def _point_text(search: StrideSearch, st: tuple[int, ...], desc: str) -> str:
 
 # -- (d) speedup vs sparsity -------------------------------------------------------------------------
 
+# Strides the sparsity plot tries per axis and window (each is one per-axis plan).
+MAX_STRIDES = 100_000
+
+
 def sparsity_curves(config: GNAConfig, mode: str = "static", points: int = 24) -> list[dict[str, Any]]:
     """NA, GNA and blocked tile bounds for windows of growing size, all multiples of the KV tile.
 
@@ -449,6 +453,11 @@ def sparsity_curves(config: GNAConfig, mode: str = "static", points: int = 24) -
             w.append(min(max(k, t if t >= 2 else 2), top))
         windows[tuple(w)] = None
     wins = list(windows)
+    for d in range(rank):
+        widest = max(w[d] for w in wins)
+        if widest > MAX_STRIDES:
+            raise ConfigError(f"input_size (axis {d}): the sparsity plot tries every stride up to "
+                              f"the window ({widest:,} here); at most {MAX_STRIDES:,}")
     if len(wins) > points:
         keep = np.unique(np.linspace(0, len(wins) - 1, points).round().astype(int))
         wins = [wins[i] for i in keep]

@@ -28,6 +28,15 @@ AxisGrid = tuple  # tuple[ValueSet, ...], one value set per axis (or one, broadc
 _TOKEN_SPLIT = re.compile(r"[\sx]+")
 
 
+# At most this many values per axis grid: a sweep's grid is listed value by value, so a range
+# like 1:1000000000 is refused before anything is allocated.
+MAX_GRID_VALUES = 1_000_000
+
+
+def _range_size(lo: int, hi: int, step: int) -> int:
+    return (hi - lo) // step + 1
+
+
 def _parse_value_set(token: str, name: str, minimum: int, allow_all: bool) -> ValueSet:
     token = token.strip().lower()
     if token == ALL:
@@ -53,6 +62,10 @@ def _parse_value_set(token: str, name: str, minimum: int, allow_all: bool) -> Va
         lo, hi = bits[0], bits[1]
         if hi < lo:
             raise ConfigError(f"{name}: range '{part}' is empty (end before start)")
+        size = _range_size(lo, hi, bits[2] if len(bits) == 3 else 1)
+        if len(values) + size > MAX_GRID_VALUES:
+            raise ConfigError(f"{name}: range '{part}' lists {size:,} values; a sweep grid takes at "
+                              f"most {MAX_GRID_VALUES:,} per axis")
         values.extend(range(lo, hi + 1, bits[2] if len(bits) == 3 else 1))
     for v in values:
         if v < minimum:
@@ -149,9 +162,11 @@ def _scalar_int(value: Any, name: str, minimum: int = 1, optional: bool = False)
         return None
     if isinstance(value, bool) or value is None:
         raise ConfigError(f"{name}: expected an integer, got {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise ConfigError(f"{name}: expected an integer, got {value!r}")
     try:
         iv = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
     if iv < minimum:
         raise ConfigError(f"{name}: must be >= {minimum}, got {iv}")
@@ -349,7 +364,10 @@ def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     where = f"spec {path}"
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+                          f"offset {err.start})") from None
     except OSError as err:
         raise ConfigError(f"spec: cannot read '{path}': {err.strerror}") from None
     suffix = path.suffix.lower()
@@ -396,13 +414,15 @@ def axis_rule(length: int, window: int, stride: int, dilation: int) -> str | Non
 def _axis_values(vs: ValueSet, kind: str, length: int, window: int | None) -> tuple[int, ...]:
     if vs != (ALL,):
         return vs
-    if kind == "window":
-        return tuple(range(2, length + 1))
-    if kind == "stride":
-        return tuple(range(1, window + 1))
-    if kind == "dilation":
-        return tuple(range(1, max(1, length // window) + 1))
-    return (0, 1)   # causal
+    if kind == "causal":
+        return (0, 1)
+    lo, hi = {"window": (2, length), "stride": (1, window or 1),
+              "dilation": (1, max(1, length // (window or 1)))}[kind]
+    if hi - lo + 1 > MAX_GRID_VALUES:
+        name = {"window": "window_size", "stride": "stride", "dilation": "dilation"}[kind]
+        raise ConfigError(f"{name}: 'all' lists {hi - lo + 1:,} values here (input_size {length}); "
+                          f"a sweep grid takes at most {MAX_GRID_VALUES:,} per axis")
+    return tuple(range(lo, hi + 1))
 
 
 def _broadcast_grid(grid: AxisGrid, rank: int) -> AxisGrid | None:
