@@ -1,6 +1,6 @@
 """Run the gnasim command line from a checkout: ``python cli.py predict -i 30 48 80 ...``."""
 
-from gnasim.cli import main
+from gnasim.console import main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """``python -m gnasim``: the command line."""
 
-from gnasim.cli import main
+from gnasim.console import main
 
 if __name__ == "__main__":
     main()
