@@ -23,8 +23,8 @@ import triton
 import triton.language as tl
 
 from .kernel_common import (LOG2E, as_operand, axis_args, axis_meta, axis_window,  # noqa: F401
-                            check_tile_sizes, dot, group_length, interpreted, load_rows,
-                            outside_full, store_counts, store_rows, table_row, unravel3,
+                            check_tile_sizes, dilation_group, dot, interpreted, load_rows,
+                            outside_full, store_counts, store_rows, table_rows, unravel3,
                             window_keep)
 from .plan import KernelPlan
 from .permute import plan_layouts as layouts  # noqa: F401  (re-exported)
@@ -58,24 +58,16 @@ def _gna_fwd(
 ):
     BLOCK_M: tl.constexpr = QT0 * QT1 * QT2
     BLOCK_N: tl.constexpr = KT0 * KT1 * KT2
-    G: tl.constexpr = D0 * D1 * D2
 
     pid_m = tl.program_id(0)
     pid_bg = tl.program_id(1)
     pid_h = tl.program_id(2)
     bg64 = pid_bg.to(tl.int64)          # batch offsets can pass 2**31 elements
 
-    # dilation group (row-major over axes) and its true per-axis lengths
-    g0, g1, g2 = unravel3(pid_bg % G, D1, D2)
-    Lg0 = group_length(L0, g0, D0)
-    Lg1 = group_length(L1, g1, D1)
-    Lg2 = group_length(L2, g2, D2)
-
-    # Q tile coordinates (row-major over axes) and its row of each axis table
-    m0, m1, m2 = unravel3(pid_m, NQ1, NQ2)
-    lo0, n0, flo0, fhi0 = table_row(TABLE, BASE0, g0, NQ0, m0)
-    lo1, n1, flo1, fhi1 = table_row(TABLE, BASE1, g1, NQ1, m1)
-    lo2, n2, flo2, fhi2 = table_row(TABLE, BASE2, g2, NQ2, m2)
+    # dilation group and its true lengths; Q tile coordinates and its row of each axis table
+    g0, g1, g2, Lg0, Lg1, Lg2 = dilation_group(pid_bg, L0, L1, L2, D0, D1, D2)
+    (m0, m1, m2, lo0, n0, flo0, fhi0, lo1, n1, flo1, fhi1,
+     lo2, n2, flo2, fhi2) = table_rows(TABLE, pid_m, g0, g1, g2, NQ0, NQ1, NQ2, BASE0, BASE1, BASE2)
 
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)

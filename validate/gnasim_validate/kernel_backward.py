@@ -30,8 +30,8 @@ import triton
 import triton.language as tl
 
 from .kernel_common import (LOG2E, as_operand, axis_args, axis_meta, axis_window,
-                            check_tile_sizes, dot, group_length, interpreted, load_rows,
-                            outside_full, store_counts, store_rows, table_row, unravel3,
+                            check_tile_sizes, dilation_group, dot, interpreted, load_rows,
+                            outside_full, store_counts, store_rows, table_rows, unravel3,
                             window_keep)
 from .plan import BackwardTables, KernelPlan, backward_tables
 
@@ -61,23 +61,16 @@ def _gna_bwd(
 ):
     BLOCK_M: tl.constexpr = QT0 * QT1 * QT2
     BLOCK_N: tl.constexpr = KT0 * KT1 * KT2
-    G: tl.constexpr = D0 * D1 * D2
 
     pid_n = tl.program_id(0)
     pid_bg = tl.program_id(1)
     pid_h = tl.program_id(2)
     bg64 = pid_bg.to(tl.int64)
 
-    g0, g1, g2 = unravel3(pid_bg % G, D1, D2)
-    Lg0 = group_length(L0, g0, D0)
-    Lg1 = group_length(L1, g1, D1)
-    Lg2 = group_length(L2, g2, D2)
-
-    # KV tile coordinates (row-major over axes) and its row of each backward axis table
-    n0, n1, n2 = unravel3(pid_n, NKV1, NKV2)
-    lo0, c0, flo0, fhi0 = table_row(TABLE, BASE0, g0, NKV0, n0)
-    lo1, c1, flo1, fhi1 = table_row(TABLE, BASE1, g1, NKV1, n1)
-    lo2, c2, flo2, fhi2 = table_row(TABLE, BASE2, g2, NKV2, n2)
+    # dilation group and its true lengths; KV tile coordinates and its row of each backward table
+    g0, g1, g2, Lg0, Lg1, Lg2 = dilation_group(pid_bg, L0, L1, L2, D0, D1, D2)
+    (n0, n1, n2, lo0, c0, flo0, fhi0, lo1, c1, flo1, fhi1,
+     lo2, c2, flo2, fhi2) = table_rows(TABLE, pid_n, g0, g1, g2, NKV0, NKV1, NKV2, BASE0, BASE1, BASE2)
 
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)

@@ -41,10 +41,29 @@ def group_length(L, g, D):
 
 
 @triton.jit
+def dilation_group(pid_bg, L0, L1, L2, D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr):
+    """Dilation group of batch x group program ``pid_bg`` (row-major over axes) and its true
+    per-axis lengths: ``g0, g1, g2, Lg0, Lg1, Lg2``."""
+    g0, g1, g2 = unravel3(pid_bg % (D0 * D1 * D2), D1, D2)
+    return g0, g1, g2, group_length(L0, g0, D0), group_length(L1, g1, D1), group_length(L2, g2, D2)
+
+
+@triton.jit
 def table_row(TABLE, base, g, tiles, tile):
     """One axis table row of a tile in group ``g``: (lo, n, full_lo, full_hi)."""
     r = TABLE + (base + g * tiles + tile) * 4
     return tl.load(r), tl.load(r + 1), tl.load(r + 2), tl.load(r + 3)
+
+
+@triton.jit
+def table_rows(TABLE, pid_tile, g0, g1, g2, N0, N1, N2, BASE0, BASE1, BASE2):
+    """Coordinates of tile ``pid_tile`` (row-major over axes, N tiles per group per axis) and its
+    row of each axis table: ``t0, t1, t2``, then (lo, n, full_lo, full_hi) per axis."""
+    t0, t1, t2 = unravel3(pid_tile, N1, N2)
+    lo0, n0, flo0, fhi0 = table_row(TABLE, BASE0, g0, N0, t0)
+    lo1, n1, flo1, fhi1 = table_row(TABLE, BASE1, g1, N1, t1)
+    lo2, n2, flo2, fhi2 = table_row(TABLE, BASE2, g2, N2, t2)
+    return t0, t1, t2, lo0, n0, flo0, fhi0, lo1, n1, flo1, fhi1, lo2, n2, flo2, fhi2
 
 
 @triton.jit
