@@ -10,30 +10,23 @@ interpreter runs ~40 backward tile pairs a second.
 
 from __future__ import annotations
 
-import os
 from itertools import product
 
 import numpy as np
 import pytest
+# first: sets TRITON_INTERPRET (without a GPU) before gnasim_validate imports triton
+from validate_helpers import DEVICE, DTYPES, program_counts, reference_attention, torch
 
-torch = pytest.importorskip("torch")
-if not torch.cuda.is_available():
-    # without a GPU, run the kernels on the CPU interpreter (read when triton is imported)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-pytest.importorskip("triton")
+from gnasim.config import GNAConfig
+from gnasim.errors import ConfigError
+from gnasim.plan.backward import backward_axis_plan, backward_plan
+from gnasim.reference import full_mask
+from gnasim_validate import gna_attention
+from gnasim_validate.kernel import GNALaunch, layouts
+from gnasim_validate.kernel_backward import gna_backward_permuted
+from gnasim_validate.permute import permute, unpermute
+from gnasim_validate.plan import backward_tables, kernel_plan
 
-from gnasim.config import GNAConfig  # noqa: E402
-from gnasim.errors import ConfigError  # noqa: E402
-from gnasim.plan.backward import backward_axis_plan, backward_plan  # noqa: E402
-from gnasim.reference import full_mask  # noqa: E402
-from gnasim_validate import gna_attention  # noqa: E402
-from gnasim_validate.kernel import GNALaunch, layouts  # noqa: E402
-from gnasim_validate.kernel_backward import gna_backward_permuted  # noqa: E402
-from gnasim_validate.permute import permute, unpermute  # noqa: E402
-from gnasim_validate.plan import backward_tables, kernel_plan  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 # max |grad - ref| / max |ref|, per gradient
 TOLERANCE = {"fp32": 2e-3, "fp16": 1e-2, "bf16": 5e-2}
 TILES = {1: [(16,), (32,)],
@@ -41,33 +34,16 @@ TILES = {1: [(16,), (32,)],
          3: [(2, 2, 4), (1, 4, 4), (2, 4, 2), (4, 2, 2)]}
 
 
-def reference_attention(q, k, v, cfg: GNAConfig) -> torch.Tensor:
-    """Softmax attention under the literal N x N mask, in the inputs' dtype and layout."""
-    B, H, E = q.shape[0], q.shape[-2], q.shape[-1]
-
-    def flat(x):
-        return x.reshape(B, -1, H, E).transpose(1, 2)
-
-    scores = flat(q) @ flat(k).transpose(-1, -2) * E ** -0.5
-    scores = scores.masked_fill(~torch.from_numpy(full_mask(cfg)), float("-inf"))
-    return (torch.softmax(scores, dim=-1) @ flat(v)).transpose(1, 2).reshape(q.shape)
-
-
 def plan_counts(cfg: GNAConfig, q_tile, kv_tile) -> tuple[np.ndarray, np.ndarray]:
     """Per (dilation group, KV tile), row-major over axes: Q tiles visited and fully dense ones,
     from gnasim's per-axis backward plans."""
-    per_axis = [backward_axis_plan(cfg.input_size[d], cfg.window_size[d], cfg.stride[d],
-                                   cfg.dilation[d], cfg.causal[d], q_tile[d], kv_tile[d])
-                for d in range(cfg.rank)]
-    visited, full = [], []
-    for g in product(*[range(p.dilation) for p in per_axis]):
-        row_v, row_f = [], []
-        for j in product(*[range(p.kv_tiles_per_group) for p in per_axis]):
-            row_v.append(int(np.prod([p.visited[g[a], j[a]] for a, p in enumerate(per_axis)])))
-            row_f.append(int(np.prod([p.full[g[a], j[a]] for a, p in enumerate(per_axis)])))
-        visited.append(row_v)
-        full.append(row_f)
-    return np.array(visited), np.array(full)
+    per_axis = []
+    for d in range(cfg.rank):
+        p = backward_axis_plan(cfg.input_size[d], cfg.window_size[d], cfg.stride[d],
+                               cfg.dilation[d], cfg.causal[d], q_tile[d], kv_tile[d])
+        shape = (p.dilation, p.kv_tiles_per_group)
+        per_axis.append((np.broadcast_to(p.visited, shape), np.broadcast_to(p.full, shape)))
+    return program_counts(per_axis)
 
 
 def random_case(rng: np.random.Generator, rank: int, want_full: bool, max_pairs: int = 48) -> dict:

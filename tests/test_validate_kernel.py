@@ -8,44 +8,22 @@ against gnasim's tile plan. Problems are tiny: the interpreter runs ~50 tile pai
 
 from __future__ import annotations
 
-import os
 from itertools import product
 
 import numpy as np
 import pytest
+# first: sets TRITON_INTERPRET (without a GPU) before gnasim_validate imports triton
+from validate_helpers import DEVICE, DTYPES, program_counts, reference_attention, torch
 
-torch = pytest.importorskip("torch")
-if not torch.cuda.is_available():
-    # without a GPU, run the kernels on the CPU interpreter (read when triton is imported)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-pytest.importorskip("triton")
+from gnasim.config import GNAConfig
+from gnasim.plan.tiling import axis_plan, tile_plan
+from gnasim_validate import gna_attention
+from gnasim_validate.kernel import gna_forward_permuted, layouts, plan_table
+from gnasim_validate.permute import permute, unpermute
+from gnasim_validate.plan import kernel_plan
 
-from gnasim.config import GNAConfig  # noqa: E402
-from gnasim.reference import full_mask  # noqa: E402
-from gnasim.plan.tiling import axis_plan, tile_plan  # noqa: E402
-from gnasim_validate import gna_attention  # noqa: E402
-from gnasim_validate.kernel import gna_forward_permuted, layouts, plan_table  # noqa: E402
-from gnasim_validate.permute import permute, unpermute  # noqa: E402
-from gnasim_validate.plan import kernel_plan  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 # max |out - ref| / max |ref|
 TOLERANCE = {"fp16": 4e-3, "bf16": 3e-2, "fp32": 2e-5}
-
-
-def reference_attention(q, k, v, cfg: GNAConfig) -> torch.Tensor:
-    """Softmax attention in float64 under the literal N x N mask, in [B, *layout, H, E]."""
-    B, H, E = q.shape[0], q.shape[-2], q.shape[-1]
-
-    def flat(x):
-        return x.double().cpu().reshape(B, -1, H, E).transpose(1, 2)
-
-    scores = flat(q) @ flat(k).transpose(-1, -2) * E ** -0.5
-    mask = torch.from_numpy(full_mask(cfg))
-    scores = scores.masked_fill(~mask, float("-inf"))
-    out = torch.softmax(scores, dim=-1) @ flat(v)
-    return out.transpose(1, 2).reshape(q.shape)
 
 
 def plan_counts(cfg: GNAConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -57,16 +35,7 @@ def plan_counts(cfg: GNAConfig) -> tuple[np.ndarray, np.ndarray]:
                        cfg.causal[d], cfg.q_tile[d], cfg.kv_tile[d], "static")
         shape = (ap.dilation, ap.q_tiles_per_group)
         per_axis.append((np.broadcast_to(ap.visited, shape), np.broadcast_to(ap.full, shape)))
-    visited, full = [], []
-    groups = product(*[range(v.shape[0]) for v, _ in per_axis])
-    for g in groups:
-        row_v, row_f = [], []
-        for m in product(*[range(v.shape[1]) for v, _ in per_axis]):
-            row_v.append(int(np.prod([per_axis[a][0][g[a], m[a]] for a in range(cfg.rank)])))
-            row_f.append(int(np.prod([per_axis[a][1][g[a], m[a]] for a in range(cfg.rank)])))
-        visited.append(row_v)
-        full.append(row_f)
-    return np.array(visited), np.array(full)
+    return program_counts(per_axis)
 
 
 # (id, layout, window, stride, dilation, causal, q_tile, kv_tile, dtype, head_dim, mask_all)
@@ -121,7 +90,7 @@ def check_case(case, use_desc=None):
 
     assert torch.isfinite(out).all(), "some output elements were never written"
     got = unpermute(out.cpu(), q_lay).double()
-    ref = reference_attention(q, k, v, cfg)
+    ref = reference_attention(q.double(), k.double(), v.double(), cfg)
     err = ((got - ref).abs().max() / ref.abs().max()).item()
     assert err < TOLERANCE[dtype], f"relative error {err:.2e} over {TOLERANCE[dtype]:.0e}"
 
@@ -153,7 +122,7 @@ def test_public_entry_point_matches_reference():
     assert out.shape == q.shape and out.dtype == q.dtype
     cfg = GNAConfig(input_size=layout, window_size=window, stride=stride, causal=causal,
                     q_tile=(4, 4), kv_tile=(4, 4))
-    ref = reference_attention(q, k, v, cfg)
+    ref = reference_attention(q.double(), k.double(), v.double(), cfg)
     err = ((out.cpu().double() - ref).abs().max() / ref.abs().max()).item()
     assert err < TOLERANCE["fp16"]
     visited, _ = plan_counts(cfg)

@@ -269,33 +269,45 @@ class Runner:
         """Time SDPA on the dense problem (once per problem); its output as [B, N, H, E]."""
         if not self.sdpa:
             return None
-        from torch.nn.attention import SDPBackend, sdpa_kernel
+        from torch.nn.attention import sdpa_kernel
         from torch.nn.functional import scaled_dot_product_attention as sdpa
 
         causal = any(case.causal)
         if causal and len(case.layout) > 1:
             return None                              # multi-axis causal has no SDPA form
         bhne = [tuple(flat_bnhe(t) for t in s) for s in inputs]
+
+        def measure(backend):
+            def call(q, k, v):
+                with sdpa_kernel(backend):
+                    return sdpa(q, k, v, is_causal=causal)
+            ms = bench(Rotate([lambda s=s: call(*s) for s in bhne]), self.warmup_ms, self.rep_ms)
+            return ms, lambda: call(*bhne[0]).transpose(1, 2)
+
+        return self.time_sdpa(case, "torch-sdpa", measure)
+
+    def time_sdpa(self, case: Case, label: str, measure, note: str = "", **extra):
+        """Time every SDPA backend with ``measure(backend) -> (ms, result thunk)``, passing over
+        those unavailable for the problem; add the fastest one's row (``extra`` columns, ``note``
+        first) and return its result, or None when no backend runs."""
+        from torch.nn.attention import SDPBackend
+
         times, best_out = {}, None
         for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION),
                               ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
-            def call(q, k, v, backend=backend):
-                with sdpa_kernel(backend):
-                    return sdpa(q, k, v, is_causal=causal)
             try:
-                times[name] = bench(Rotate([lambda s=s: call(*s) for s in bhne]),
-                                    self.warmup_ms, self.rep_ms)
+                times[name], result = measure(backend)
                 if best_out is None or times[name] <= min(times.values()):
-                    best_out = call(*bhne[0]).transpose(1, 2)
+                    best_out = result()
             except Exception as err:             # backend not available for this problem
-                self.log(f"  torch-sdpa {name}: unavailable ({str(err).splitlines()[0][:80]})")
+                self.log(f"  {label} {name}: unavailable ({str(err).splitlines()[0][:80]})")
         if not times:
             return None
         best = min(times, key=times.get)
         others = ", ".join(f"{k} {v:.4f}" for k, v in times.items() if k != best)
         self.add_row(case, "torch-sdpa", times[best], dense=True,
-                     note=f"best backend {best}" + (f"; others ms: {others}" if others else ""),
-                     baseline="torch-sdpa", speedup="1.0000", flop_bound="1.0000")
+                     note=f"{note}best backend {best}" + (f"; others ms: {others}" if others else ""),
+                     baseline="torch-sdpa", speedup="1.0000", flop_bound="1.0000", **extra)
         return best_out
 
     def flex_fn(self):

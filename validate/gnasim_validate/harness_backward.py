@@ -117,34 +117,24 @@ def _sdpa(runner: Runner, case: Case, inputs, douts):
     causal = any(case.causal)
     if causal and len(case.layout) > 1:
         return None
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import sdpa_kernel
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
     from .harness import flat_bnhe
 
-    times, best = {}, None
-    for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION),
-                          ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
-        try:
-            fns = []
-            for s, do in zip(inputs, douts):
-                qkv = tuple(flat_bnhe(t).requires_grad_() for t in s)
-                with sdpa_kernel(backend):
-                    out = sdpa(*qkv, is_causal=causal)
-                fns.append(_Grad(out, qkv, flat_bnhe(do)))
-            times[name] = _bench(runner, fns)
-            if best is None or times[name] <= min(times.values()):
-                best = tuple(g.transpose(1, 2).reshape(inputs[0][0].shape) for g in fns[0]())
-        except Exception as err:             # backend not available for this problem
-            runner.log(f"  torch-sdpa bwd {name}: unavailable ({str(err).splitlines()[0][:80]})")
-    if not times:
-        return None
-    fastest = min(times, key=times.get)
-    others = ", ".join(f"{k} {v:.4f}" for k, v in times.items() if k != fastest)
-    runner.add_row(case, "torch-sdpa", times[fastest], dense=True,
-                note=f"backward, best backend {fastest}" + (f"; others ms: {others}" if others else ""),
-                baseline="torch-sdpa", speedup="1.0000", flop_bound="1.0000", **BWD)
-    runner.done[key] = best
+    def measure(backend):
+        fns = []
+        for s, do in zip(inputs, douts):
+            qkv = tuple(flat_bnhe(t).requires_grad_() for t in s)
+            with sdpa_kernel(backend):
+                out = sdpa(*qkv, is_causal=causal)
+            fns.append(_Grad(out, qkv, flat_bnhe(do)))
+        shape = inputs[0][0].shape
+        return _bench(runner, fns), lambda: tuple(g.transpose(1, 2).reshape(shape) for g in fns[0]())
+
+    best = runner.time_sdpa(case, "torch-sdpa bwd", measure, "backward, ", **BWD)
+    if best is not None:
+        runner.done[key] = best
     return best
 
 

@@ -18,56 +18,18 @@ explicit table, so ``TRITON_INTERPRET=1`` runs the same code on the CPU.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from .kernel_common import (LOG2E, as_operand, axis_args, axis_meta, axis_window,  # noqa: F401
+                            check_tile_sizes, dilation_group, dot, interpreted, load_rows,
+                            outside_full, store_counts, store_rows, table_rows, unravel3,
+                            window_keep)
 from .plan import KernelPlan
 from .permute import plan_layouts as layouts  # noqa: F401  (re-exported)
 
-LOG2E = 1.4426950408889634
-
 _TORCH_TO_TL = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
-
-
-def interpreted() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-@triton.jit
-def axis_window(q, Lg, K: tl.constexpr, S: tl.constexpr, CAUSAL: tl.constexpr):
-    """First and one-past-last key of each group-local query ``q`` on one axis."""
-    if CAUSAL:
-        lead = tl.minimum((q // S) * S + (S - 1), Lg - 1)
-        start = tl.maximum(lead - (K - 1), 0)
-        end = tl.minimum(q + 1, Lg)
-    else:
-        LEFT: tl.constexpr = K // 2
-        RIGHT: tl.constexpr = K // 2 + K % 2 - 1
-        lead = tl.minimum((q // S) * S + S // 2, Lg - 1)
-        centre = tl.minimum(tl.maximum(lead, LEFT), Lg - 1 - RIGHT)
-        start = centre - LEFT
-        end = start + K
-    return start, end
-
-
-@triton.jit
-def _load_rows(X, desc_row, base_off, rows, stride_n, offs_d, pid_h, head_dim,
-               ROWS: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
-               USE_DESC: tl.constexpr):
-    """``ROWS`` consecutive token rows of one head: ``[ROWS, BLOCK_D]`` (zero-filled past head_dim)."""
-    if USE_DESC:
-        # TMA: a [ROWS, 1, BLOCK_D] box of the [tokens, heads, head_dim] view
-        x = X.load([desc_row, pid_h, 0]).reshape(ROWS, BLOCK_D)
-    else:
-        ptrs = X + base_off + rows[:, None] * stride_n + offs_d[None, :]
-        if EVEN_D:
-            x = tl.load(ptrs)
-        else:
-            x = tl.load(ptrs, mask=offs_d[None, :] < head_dim, other=0.0)
-    return x
 
 
 @triton.jit
@@ -96,64 +58,33 @@ def _gna_fwd(
 ):
     BLOCK_M: tl.constexpr = QT0 * QT1 * QT2
     BLOCK_N: tl.constexpr = KT0 * KT1 * KT2
-    G: tl.constexpr = D0 * D1 * D2
 
     pid_m = tl.program_id(0)
     pid_bg = tl.program_id(1)
     pid_h = tl.program_id(2)
     bg64 = pid_bg.to(tl.int64)          # batch offsets can pass 2**31 elements
 
-    # dilation group (row-major over axes) and its true per-axis lengths ceil((L - g) / D)
-    g = pid_bg % G
-    g0 = g // (D1 * D2)
-    g1 = (g // D2) % D1
-    g2 = g % D2
-    Lg0 = (L0 - g0 + D0 - 1) // D0
-    Lg1 = (L1 - g1 + D1 - 1) // D1
-    Lg2 = (L2 - g2 + D2 - 1) // D2
-
-    # Q tile coordinates (row-major over axes)
-    m0 = pid_m // (NQ1 * NQ2)
-    m1 = (pid_m // NQ2) % NQ1
-    m2 = pid_m % NQ2
-
-    # this Q tile's row of each axis table: kv_lo, kv_n, full_lo, full_hi
-    r0 = TABLE + (BASE0 + g0 * NQ0 + m0) * 4
-    r1 = TABLE + (BASE1 + g1 * NQ1 + m1) * 4
-    r2 = TABLE + (BASE2 + g2 * NQ2 + m2) * 4
-    lo0 = tl.load(r0)
-    n0 = tl.load(r0 + 1)
-    flo0 = tl.load(r0 + 2)
-    fhi0 = tl.load(r0 + 3)
-    lo1 = tl.load(r1)
-    n1 = tl.load(r1 + 1)
-    flo1 = tl.load(r1 + 2)
-    fhi1 = tl.load(r1 + 3)
-    lo2 = tl.load(r2)
-    n2 = tl.load(r2 + 1)
-    flo2 = tl.load(r2 + 2)
-    fhi2 = tl.load(r2 + 3)
+    # dilation group and its true lengths; Q tile coordinates and its row of each axis table
+    g0, g1, g2, Lg0, Lg1, Lg2 = dilation_group(pid_bg, L0, L1, L2, D0, D1, D2)
+    (m0, m1, m2, lo0, n0, flo0, fhi0, lo1, n1, flo1, fhi1,
+     lo2, n2, flo2, fhi2) = table_rows(TABLE, pid_m, g0, g1, g2, NQ0, NQ1, NQ2, BASE0, BASE1, BASE2)
 
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
 
     # group-local coordinates of the Q tile's rows and their windows, per axis
-    q0 = m0 * QT0 + offs_m // (QT1 * QT2)
-    q1 = m1 * QT1 + (offs_m // QT2) % QT1
-    q2 = m2 * QT2 + offs_m % QT2
-    qs0, qe0 = axis_window(q0, Lg0, K0, S0, C0)
-    qs1, qe1 = axis_window(q1, Lg1, K1, S1, C1)
-    qs2, qe2 = axis_window(q2, Lg2, K2, S2, C2)
+    qo0, qo1, qo2 = unravel3(offs_m, QT1, QT2)
+    qs0, qe0 = axis_window(m0 * QT0 + qo0, Lg0, K0, S0, C0)
+    qs1, qe1 = axis_window(m1 * QT1 + qo1, Lg1, K1, S1, C1)
+    qs2, qe2 = axis_window(m2 * QT2 + qo2, Lg2, K2, S2, C2)
     # offsets of a KV tile's rows inside the tile, per axis
-    ko0 = offs_n // (KT1 * KT2)
-    ko1 = (offs_n // KT2) % KT1
-    ko2 = offs_n % KT2
+    ko0, ko1, ko2 = unravel3(offs_n, KT1, KT2)
 
     q_row0 = pid_m * BLOCK_M
-    q = _load_rows(Q, pid_bg * q_tokens + q_row0, bg64 * stride_qb + pid_h * stride_qh,
-                   q_row0 + offs_m, stride_qn, offs_d, pid_h, head_dim,
-                   BLOCK_M, BLOCK_D, EVEN_D, USE_DESC)
+    q = load_rows(Q, pid_bg * q_tokens + q_row0, bg64 * stride_qb + pid_h * stride_qh,
+                  q_row0 + offs_m, stride_qn, offs_d, pid_h, head_dim,
+                  BLOCK_M, BLOCK_D, EVEN_D, USE_DESC)
     io_dtype = q.dtype                       # inputs and output share one dtype
     if DOT_F32:
         q = q.to(tl.float32)
@@ -167,36 +98,26 @@ def _gna_fwd(
     masked = 0
 
     # the visited KV tiles: the box lo[d] .. lo[d] + n[d] - 1, flattened (axis 2 fastest)
-    n12 = n1 * n2
-    for it in range(0, n0 * n12):
-        j0 = lo0 + it // n12
-        j1 = lo1 + (it // n2) % n1
-        j2 = lo2 + it % n2
+    for it in range(0, n0 * n1 * n2):
+        i0, i1, i2 = unravel3(it, n1, n2)
+        j0 = lo0 + i0
+        j1 = lo1 + i1
+        j2 = lo2 + i2
         kv_row0 = ((j0 * NKV1 + j1) * NKV2 + j2) * BLOCK_N
-        k = _load_rows(K, pid_bg * kv_tokens + kv_row0, k_off, kv_row0 + offs_n, stride_kn,
-                       offs_d, pid_h, head_dim, BLOCK_N, BLOCK_D, EVEN_D, USE_DESC)
-        v = _load_rows(V, pid_bg * kv_tokens + kv_row0, v_off, kv_row0 + offs_n, stride_vn,
-                       offs_d, pid_h, head_dim, BLOCK_N, BLOCK_D, EVEN_D, USE_DESC)
+        k = load_rows(K, pid_bg * kv_tokens + kv_row0, k_off, kv_row0 + offs_n, stride_kn,
+                      offs_d, pid_h, head_dim, BLOCK_N, BLOCK_D, EVEN_D, USE_DESC)
+        v = load_rows(V, pid_bg * kv_tokens + kv_row0, v_off, kv_row0 + offs_n, stride_vn,
+                      offs_d, pid_h, head_dim, BLOCK_N, BLOCK_D, EVEN_D, USE_DESC)
         if DOT_F32:
             # the CPU interpreter multiplies bf16 operands wrongly: upcast them (exact products)
             k = k.to(tl.float32)
             v = v.to(tl.float32)
-        if IEEE:
-            qk = tl.dot(q, tl.trans(k), input_precision="ieee")
-        else:
-            qk = tl.dot(q, tl.trans(k))
-        qk = qk * sm_scale_log2
+        qk = dot(q, tl.trans(k), IEEE) * sm_scale_log2
         # partial pair: outside the fully dense range on some axis (the host empties the
         # full ranges when every visited pair must be masked)
-        partial = ((j0 < flo0) | (j0 >= fhi0) | (j1 < flo1) | (j1 >= fhi1)
-                   | (j2 < flo2) | (j2 >= fhi2))
-        if partial:
-            k0 = j0 * KT0 + ko0
-            k1 = j1 * KT1 + ko1
-            k2 = j2 * KT2 + ko2
-            keep = ((k0[None, :] >= qs0[:, None]) & (k0[None, :] < qe0[:, None])
-                    & (k1[None, :] >= qs1[:, None]) & (k1[None, :] < qe1[:, None])
-                    & (k2[None, :] >= qs2[:, None]) & (k2[None, :] < qe2[:, None]))
+        if outside_full(j0, j1, j2, flo0, fhi0, flo1, fhi1, flo2, fhi2):
+            keep = window_keep(j0 * KT0 + ko0, j1 * KT1 + ko1, j2 * KT2 + ko2,
+                               qs0, qe0, qs1, qe1, qs2, qe2)
             qk = tl.where(keep, qk, float("-inf"))
             if COUNT:
                 masked += 1
@@ -204,14 +125,7 @@ def _gna_fwd(
         p = tl.math.exp2(qk - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
-        # P is rounded to the input dtype, as the tensor cores consume it
-        p_in = p.to(io_dtype)
-        if DOT_F32:
-            p_in = p_in.to(tl.float32)
-        if IEEE:
-            acc = acc * alpha[:, None] + tl.dot(p_in, v, input_precision="ieee")
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p_in, v)
+        acc = acc * alpha[:, None] + dot(as_operand(p, io_dtype, DOT_F32), v, IEEE)
         m_i = m_new
         if COUNT:
             visits += 1
@@ -220,20 +134,14 @@ def _gna_fwd(
     if USE_DESC:
         O.store([pid_bg * q_tokens + q_row0, pid_h, 0], out.reshape(BLOCK_M, 1, BLOCK_D))
     else:
-        o_ptrs = (O + bg64 * stride_ob + pid_h * stride_oh
-                  + (q_row0 + offs_m)[:, None] * stride_on + offs_d[None, :])
-        if EVEN_D:
-            tl.store(o_ptrs, out)
-        else:
-            tl.store(o_ptrs, out, mask=offs_d[None, :] < head_dim)
+        store_rows(O, bg64 * stride_ob + pid_h * stride_oh, q_row0 + offs_m, stride_on, offs_d,
+                   head_dim, out, EVEN_D)
     if STORE_LSE:
         # log-sum-exp of the scaled scores in base 2, fp32 [BG, H, tokens], for the backward
         tl.store(LSE + (bg64 * n_heads + pid_h) * q_tokens + q_row0 + offs_m,
                  m_i + tl.math.log2(l_i))
     if COUNT:
-        c = COUNTS + ((pid_bg * tl.num_programs(0) + pid_m) * n_heads + pid_h) * 2
-        tl.store(c, visits)
-        tl.store(c + 1, masked)
+        store_counts(COUNTS, pid_m, pid_bg, pid_h, n_heads, visits, masked)
 
 
 # Launch configs: (BLOCK_M, BLOCK_N, head-dim block) -> (num_warps, num_stages). A small explicit
@@ -255,10 +163,6 @@ def launch_config(block_m: int, block_n: int, block_d: int) -> tuple[int, int]:
     warps = 8 if block_m * block_d >= 128 * 128 else 4
     stages = 2 if block_n * block_d >= 128 * 128 else 3
     return warps, stages
-
-
-def _pow2(n: int) -> bool:
-    return n >= 1 and (n & (n - 1)) == 0
 
 
 def _descriptors_usable(*tensors: torch.Tensor) -> bool:
@@ -299,10 +203,7 @@ class GNALaunch:
         if qp.dtype not in _TORCH_TO_TL or kp.dtype != qp.dtype or vp.dtype != qp.dtype:
             raise ValueError(f"q, k, v must share one dtype among fp16/bf16/fp32, "
                              f"got {qp.dtype}/{kp.dtype}/{vp.dtype}")
-        a = plan.axes
-        BM, BN = plan.q_tile_size, plan.kv_tile_size
-        if not (_pow2(BM) and _pow2(BN)) or BM < 16 or BN < 16:
-            raise ValueError(f"tile sizes must be powers of two >= 16 tokens, got Q {BM} / KV {BN}")
+        BM, BN = check_tile_sizes(plan)
         if qp.dim() != 4 or kp.dim() != 4:
             raise ValueError("permuted tensors are [batch * groups, tokens, heads, head_dim]")
         BG, NQ, H, E = qp.shape
@@ -359,19 +260,10 @@ class GNALaunch:
             kp.stride(0), kp.stride(1), kp.stride(2),
             vp.stride(0), vp.stride(1), vp.stride(2),
             out.stride(0), out.stride(1), out.stride(2),
-            scale, H, E, NQ, kp.shape[1],
-            a[0].length, a[1].length, a[2].length,
-            a[0].q_tiles, a[1].q_tiles, a[2].q_tiles,
-            a[0].kv_tiles, a[1].kv_tiles, a[2].kv_tiles,
-            *plan.table_bases,
+            scale, H, E, NQ, kp.shape[1], *axis_args(plan), *plan.table_bases,
         )
         self.meta = dict(
-            K0=a[0].window, K1=a[1].window, K2=a[2].window,
-            S0=a[0].stride, S1=a[1].stride, S2=a[2].stride,
-            D0=a[0].dilation, D1=a[1].dilation, D2=a[2].dilation,
-            C0=a[0].causal, C1=a[1].causal, C2=a[2].causal,
-            QT0=a[0].q_tile, QT1=a[1].q_tile, QT2=a[2].q_tile,
-            KT0=a[0].kv_tile, KT1=a[1].kv_tile, KT2=a[2].kv_tile,
+            **axis_meta(plan),
             BLOCK_D=BLOCK_D, EVEN_D=(BLOCK_D == E), USE_DESC=bool(use_desc),
             COUNT=count, IEEE=(qp.dtype == torch.float32 or dot_f32), DOT_F32=dot_f32,
             STORE_LSE=store_lse, num_warps=warps, num_stages=stages,

@@ -29,20 +29,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .kernel import LOG2E, axis_window, interpreted
+from .kernel_common import (LOG2E, as_operand, axis_args, axis_meta, axis_window,
+                            check_tile_sizes, dilation_group, dot, interpreted, load_rows,
+                            outside_full, store_counts, store_rows, table_rows, unravel3,
+                            window_keep)
 from .plan import BackwardTables, KernelPlan, backward_tables
 
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def _pow2(n: int) -> bool:
-    return n >= 1 and (n & (n - 1)) == 0
-
-
-@triton.jit
-def _rows_ptrs(X, base, rows, stride_n, offs_d):
-    return X + base + rows[:, None] * stride_n + offs_d[None, :]
 
 
 @triton.jit
@@ -67,64 +61,36 @@ def _gna_bwd(
 ):
     BLOCK_M: tl.constexpr = QT0 * QT1 * QT2
     BLOCK_N: tl.constexpr = KT0 * KT1 * KT2
-    G: tl.constexpr = D0 * D1 * D2
 
     pid_n = tl.program_id(0)
     pid_bg = tl.program_id(1)
     pid_h = tl.program_id(2)
     bg64 = pid_bg.to(tl.int64)
 
-    g = pid_bg % G
-    g0 = g // (D1 * D2)
-    g1 = (g // D2) % D1
-    g2 = g % D2
-    Lg0 = (L0 - g0 + D0 - 1) // D0
-    Lg1 = (L1 - g1 + D1 - 1) // D1
-    Lg2 = (L2 - g2 + D2 - 1) // D2
-
-    # KV tile coordinates (row-major over axes) and its row of each backward axis table
-    n0 = pid_n // (NKV1 * NKV2)
-    n1 = (pid_n // NKV2) % NKV1
-    n2 = pid_n % NKV2
-    r0 = TABLE + (BASE0 + g0 * NKV0 + n0) * 4
-    r1 = TABLE + (BASE1 + g1 * NKV1 + n1) * 4
-    r2 = TABLE + (BASE2 + g2 * NKV2 + n2) * 4
-    lo0 = tl.load(r0)
-    c0 = tl.load(r0 + 1)
-    flo0 = tl.load(r0 + 2)
-    fhi0 = tl.load(r0 + 3)
-    lo1 = tl.load(r1)
-    c1 = tl.load(r1 + 1)
-    flo1 = tl.load(r1 + 2)
-    fhi1 = tl.load(r1 + 3)
-    lo2 = tl.load(r2)
-    c2 = tl.load(r2 + 1)
-    flo2 = tl.load(r2 + 2)
-    fhi2 = tl.load(r2 + 3)
+    # dilation group and its true lengths; KV tile coordinates and its row of each backward table
+    g0, g1, g2, Lg0, Lg1, Lg2 = dilation_group(pid_bg, L0, L1, L2, D0, D1, D2)
+    (n0, n1, n2, lo0, c0, flo0, fhi0, lo1, c1, flo1, fhi1,
+     lo2, c2, flo2, fhi2) = table_rows(TABLE, pid_n, g0, g1, g2, NKV0, NKV1, NKV2, BASE0, BASE1, BASE2)
 
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    dmask = offs_d[None, :] < head_dim
 
     # group-local key coordinates of this KV tile, per axis
-    k0 = n0 * KT0 + offs_n // (KT1 * KT2)
-    k1 = n1 * KT1 + (offs_n // KT2) % KT1
-    k2 = n2 * KT2 + offs_n % KT2
+    ko0, ko1, ko2 = unravel3(offs_n, KT1, KT2)
+    k0 = n0 * KT0 + ko0
+    k1 = n1 * KT1 + ko1
+    k2 = n2 * KT2 + ko2
     # offsets of a Q tile's rows inside the tile, per axis
-    qo0 = offs_m // (QT1 * QT2)
-    qo1 = (offs_m // QT2) % QT1
-    qo2 = offs_m % QT2
+    qo0, qo1, qo2 = unravel3(offs_m, QT1, QT2)
 
     kv_rows = pid_n * BLOCK_N + offs_n
     kv_off = bg64 * stride_kb + pid_h * stride_kh
     q_off = bg64 * stride_qb + pid_h * stride_qh
-    if EVEN_D:
-        k = tl.load(_rows_ptrs(K, kv_off, kv_rows, stride_kn, offs_d))
-        v = tl.load(_rows_ptrs(V, kv_off, kv_rows, stride_kn, offs_d))
-    else:
-        k = tl.load(_rows_ptrs(K, kv_off, kv_rows, stride_kn, offs_d), mask=dmask, other=0.0)
-        v = tl.load(_rows_ptrs(V, kv_off, kv_rows, stride_kn, offs_d), mask=dmask, other=0.0)
+    k = load_rows(K, 0, kv_off, kv_rows, stride_kn, offs_d, pid_h, head_dim,
+                  BLOCK_N, BLOCK_D, EVEN_D, False)
+    v = load_rows(V, 0, kv_off, kv_rows, stride_kn, offs_d, pid_h, head_dim,
+                  BLOCK_N, BLOCK_D, EVEN_D, False)
     io_dtype = k.dtype
     if DOT_F32:
         k = k.to(tl.float32)
@@ -137,82 +103,51 @@ def _gna_bwd(
     masked = 0
 
     # the visited Q tiles: the box lo[d] .. lo[d] + c[d] - 1, flattened (axis 2 fastest)
-    c12 = c1 * c2
-    for it in range(c0 * c12):
-        i0 = lo0 + it // c12
-        i1 = lo1 + (it // c2) % c1
-        i2 = lo2 + it % c2
+    for it in range(c0 * c1 * c2):
+        t0, t1, t2 = unravel3(it, c1, c2)
+        i0 = lo0 + t0
+        i1 = lo1 + t1
+        i2 = lo2 + t2
         q_rows = ((i0 * NQ1 + i1) * NQ2 + i2) * BLOCK_M + offs_m
-        if EVEN_D:
-            q = tl.load(_rows_ptrs(Q, q_off, q_rows, stride_qn, offs_d))
-            do = tl.load(_rows_ptrs(DO, q_off, q_rows, stride_qn, offs_d))
-        else:
-            q = tl.load(_rows_ptrs(Q, q_off, q_rows, stride_qn, offs_d), mask=dmask, other=0.0)
-            do = tl.load(_rows_ptrs(DO, q_off, q_rows, stride_qn, offs_d), mask=dmask, other=0.0)
+        q = load_rows(Q, 0, q_off, q_rows, stride_qn, offs_d, pid_h, head_dim,
+                      BLOCK_M, BLOCK_D, EVEN_D, False)
+        do = load_rows(DO, 0, q_off, q_rows, stride_qn, offs_d, pid_h, head_dim,
+                       BLOCK_M, BLOCK_D, EVEN_D, False)
         if DOT_F32:
             # the CPU interpreter multiplies bf16 operands wrongly: upcast them (exact products)
             q = q.to(tl.float32)
             do = do.to(tl.float32)
         lse = tl.load(LSE + row_stats + q_rows)
         delta = tl.load(DELTA + row_stats + q_rows)
-        if IEEE:
-            qk = tl.dot(q, tl.trans(k), input_precision="ieee")
-        else:
-            qk = tl.dot(q, tl.trans(k))
-        qk = qk * sm_scale_log2
-        partial = ((i0 < flo0) | (i0 >= fhi0) | (i1 < flo1) | (i1 >= fhi1)
-                   | (i2 < flo2) | (i2 >= fhi2))
-        if partial:
+        qk = dot(q, tl.trans(k), IEEE) * sm_scale_log2
+        if outside_full(i0, i1, i2, flo0, fhi0, flo1, fhi1, flo2, fhi2):
             qs0, qe0 = axis_window(i0 * QT0 + qo0, Lg0, K0, S0, C0)
             qs1, qe1 = axis_window(i1 * QT1 + qo1, Lg1, K1, S1, C1)
             qs2, qe2 = axis_window(i2 * QT2 + qo2, Lg2, K2, S2, C2)
-            keep = ((k0[None, :] >= qs0[:, None]) & (k0[None, :] < qe0[:, None])
-                    & (k1[None, :] >= qs1[:, None]) & (k1[None, :] < qe1[:, None])
-                    & (k2[None, :] >= qs2[:, None]) & (k2[None, :] < qe2[:, None]))
+            keep = window_keep(k0, k1, k2, qs0, qe0, qs1, qe1, qs2, qe2)
             qk = tl.where(keep, qk, float("-inf"))
             if COUNT:
                 masked += 1
         p = tl.math.exp2(qk - lse[:, None])                   # [BLOCK_M, BLOCK_N]
         # P and dS are rounded to the input dtype, as the tensor cores consume them
-        p_in = p.to(io_dtype)
-        if DOT_F32:
-            p_in = p_in.to(tl.float32)
-        if IEEE:
-            dv += tl.dot(tl.trans(p_in), do, input_precision="ieee")
-            dp = tl.dot(do, tl.trans(v), input_precision="ieee")
-        else:
-            dv += tl.dot(tl.trans(p_in), do)
-            dp = tl.dot(do, tl.trans(v))
-        ds = p * (dp - delta[:, None])
-        ds_in = ds.to(io_dtype)
-        if DOT_F32:
-            ds_in = ds_in.to(tl.float32)
-        if IEEE:
-            dk += tl.dot(tl.trans(ds_in), q, input_precision="ieee")
-            dq = tl.dot(ds_in, k, input_precision="ieee")
-        else:
-            dk += tl.dot(tl.trans(ds_in), q)
-            dq = tl.dot(ds_in, k)
-        dq_ptrs = _rows_ptrs(DQ, q_off, q_rows, stride_qn, offs_d)
+        dv += dot(tl.trans(as_operand(p, io_dtype, DOT_F32)), do, IEEE)
+        dp = dot(do, tl.trans(v), IEEE)
+        ds_in = as_operand(p * (dp - delta[:, None]), io_dtype, DOT_F32)
+        dk += dot(tl.trans(ds_in), q, IEEE)
+        dq = dot(ds_in, k, IEEE)
+        dq_ptrs = DQ + q_off + q_rows[:, None] * stride_qn + offs_d[None, :]
         if EVEN_D:
             tl.atomic_add(dq_ptrs, dq * sm_scale)
         else:
-            tl.atomic_add(dq_ptrs, dq * sm_scale, mask=dmask)
+            tl.atomic_add(dq_ptrs, dq * sm_scale, mask=offs_d[None, :] < head_dim)
         if COUNT:
             visits += 1
 
-    dk_ptrs = _rows_ptrs(DK, kv_off, kv_rows, stride_kn, offs_d)
-    dv_ptrs = _rows_ptrs(DV, kv_off, kv_rows, stride_kn, offs_d)
-    if EVEN_D:
-        tl.store(dk_ptrs, (dk * sm_scale).to(io_dtype))
-        tl.store(dv_ptrs, dv.to(io_dtype))
-    else:
-        tl.store(dk_ptrs, (dk * sm_scale).to(io_dtype), mask=dmask)
-        tl.store(dv_ptrs, dv.to(io_dtype), mask=dmask)
+    store_rows(DK, kv_off, kv_rows, stride_kn, offs_d, head_dim, (dk * sm_scale).to(io_dtype),
+               EVEN_D)
+    store_rows(DV, kv_off, kv_rows, stride_kn, offs_d, head_dim, dv.to(io_dtype), EVEN_D)
     if COUNT:
-        c = COUNTS + ((pid_bg * tl.num_programs(0) + pid_n) * n_heads + pid_h) * 2
-        tl.store(c, visits)
-        tl.store(c + 1, masked)
+        store_counts(COUNTS, pid_n, pid_bg, pid_h, n_heads, visits, masked)
 
 
 def launch_config_backward(block_m: int, block_n: int, block_d: int) -> tuple[int, int]:
@@ -246,10 +181,7 @@ class GNABackwardLaunch:
                  num_stages: int | None = None) -> None:
         if qp.dtype not in _DTYPES or any(t.dtype != qp.dtype for t in (kp, vp, op, dop)):
             raise ValueError("q, k, v, out and grad_out must share one dtype among fp16/bf16/fp32")
-        a = plan.axes
-        BM, BN = plan.q_tile_size, plan.kv_tile_size
-        if not (_pow2(BM) and _pow2(BN)) or BM < 16 or BN < 16:
-            raise ValueError(f"tile sizes must be powers of two >= 16 tokens, got Q {BM} / KV {BN}")
+        BM, BN = check_tile_sizes(plan)
         if qp.dim() != 4 or qp.shape != op.shape or qp.shape != dop.shape:
             raise ValueError("q, out and grad_out must be [batch * groups, q_tokens, heads, head_dim]")
         BG, NQ, H, E = qp.shape
@@ -285,19 +217,10 @@ class GNABackwardLaunch:
             table, counts if count else table,
             self.qp.stride(0), self.qp.stride(1), self.qp.stride(2),
             self.kp.stride(0), self.kp.stride(1), self.kp.stride(2),
-            scale, scale * LOG2E, H, E, NQ,
-            a[0].length, a[1].length, a[2].length,
-            a[0].q_tiles, a[1].q_tiles, a[2].q_tiles,
-            a[0].kv_tiles, a[1].kv_tiles, a[2].kv_tiles,
-            *tables.table_bases,
+            scale, scale * LOG2E, H, E, NQ, *axis_args(plan), *tables.table_bases,
         )
         self.meta = dict(
-            K0=a[0].window, K1=a[1].window, K2=a[2].window,
-            S0=a[0].stride, S1=a[1].stride, S2=a[2].stride,
-            D0=a[0].dilation, D1=a[1].dilation, D2=a[2].dilation,
-            C0=a[0].causal, C1=a[1].causal, C2=a[2].causal,
-            QT0=a[0].q_tile, QT1=a[1].q_tile, QT2=a[2].q_tile,
-            KT0=a[0].kv_tile, KT1=a[1].kv_tile, KT2=a[2].kv_tile,
+            **axis_meta(plan),
             BLOCK_D=BLOCK_D, EVEN_D=(BLOCK_D == E), COUNT=count,
             IEEE=(qp.dtype == torch.float32 or dot_f32), DOT_F32=dot_f32,
             num_warps=warps if num_warps is None else num_warps,

@@ -26,9 +26,7 @@ from math import prod
 import torch
 import torch.nn.functional as F
 
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+from gnasim.plan.axis import cdiv
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class TokenLayout:
 
     @property
     def tiles_per_group(self) -> tuple[int, ...]:
-        return tuple(_cdiv(x, t * d) for x, t, d in zip(self.layout, self.tile, self.dilation))
+        return tuple(cdiv(x, t * d) for x, t, d in zip(self.layout, self.tile, self.dilation))
 
     @property
     def padded(self) -> tuple[int, ...]:

@@ -26,7 +26,7 @@ import numpy as np
 
 from gnasim.config import GNAConfig
 from gnasim.plan.tiling import AxisPlan, axis_plan
-from gnasim.plan.windows import window_extents
+from gnasim.plan.windows import group_lengths, window_end, window_extents, window_start
 
 KERNEL_RANK = 3
 
