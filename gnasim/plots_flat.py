@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gnasim.config import GNAConfig, parse_ints
 from gnasim.errors import ConfigError
-from gnasim.hardware.profile import format_tile
+from gnasim.config import format_tile
 from gnasim.plan.flat import flat_plan
 from gnasim.plan.tiling import KV_TILINGS, tile_plans
 

@@ -157,7 +157,10 @@ def test_workers_die_with_parent_and_obey_sigterm(tmp_path):
     """Issue 9.3: workers inherited the parent's SIGTERM handler (so ignored SIGTERM) and
     outlived a SIGKILLed parent while holding its stdout and stderr."""
     out = tmp_path / "w.csv"
-    longer = FLAGS + ["--attention-fraction", *[str(f / 10) for f in range(1, 10)]]
+    # long enough (about 800,000 rows) that the pool is still busy when the worker is killed; the
+    # sweep stops within a chunk of the kill either way
+    longer = FLAGS + ["-d", "32", "64", "128", "256",
+                      "--attention-fraction", *[str(f / 20) for f in range(1, 20)]]
     proc = subprocess.Popen(cli("sweep", *longer, "--jobs", "2", "--out", str(out)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
