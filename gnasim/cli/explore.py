@@ -85,8 +85,8 @@ def sweep(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Processes (default: several for large sweeps)."),
     chunk_size: int = typer.Option(32768, "--chunk-size", help="Rows computed and written per chunk."),
     bounds_only: bool = typer.Option(
-        False, "--bounds-only", help="Only the tile-plan and bound columns: skip the runtime model, "
-                                     "which runs simulate() row by row (~6 ms a row)."),
+        False, "--bounds-only", help="Only the tile-plan and bound columns: skip the runtime model's "
+                                     "columns."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
     fmt: OutputFormat = Format,
 ) -> None:
@@ -142,11 +142,6 @@ def _render_summary(s: Any) -> None:
         con.print(f"  {n:,} with {reason}")
     for line in s.skipped_groups:
         con.print(f"  skipped: {line}")
-    if s.slow_columns:
-        shown = ", ".join(s.slow_columns[:4]) + (f" and {len(s.slow_columns) - 4} more"
-                                                  if len(s.slow_columns) > 4 else "")
-        con.print(f"note: {len(s.slow_columns)} columns ({shown}) come from simulate() row by "
-                  "row (the runtime model has no vectorised path); --bounds-only skips them")
     if s.interrupted:
         con.print(f"{s.out} holds the {s.resumed_rows + s.written:,} rows written so far; run the "
                   "same command with --resume to finish it")
