@@ -25,6 +25,7 @@ import numpy as np
 from gnasim.config import GNAConfig
 from gnasim.errors import ConfigError
 from gnasim.hardware.profile import HardwareProfile
+from gnasim.hardware.tiles import resolve_tiles
 from gnasim.model.kernel import ResolvedKernel, resolve_kernel
 from gnasim.plan.fast_path import natten_fast_path
 from gnasim.plan.tiling import AxisPlan, TilePlan, axis_plan, tile_plan
@@ -133,10 +134,11 @@ def _front_product(axes: list[AxisFacts]) -> tuple[Any, Any]:
     full, vis = axes[0].front_full, axes[0].front_vis
     if isinstance(full, np.ndarray):
         n = len(full)
+        full, vis = full.astype(np.float64), vis.astype(np.float64)   # exact below 2**53
         for a in axes[1:]:
             full = (full[:, :, None] * a.front_full[:, None, :]).reshape(n, -1)
             vis = (vis[:, :, None] * a.front_vis[:, None, :]).reshape(n, -1)
-        return full.astype(np.float64), vis.astype(np.float64)
+        return full, vis
     for a in axes[1:]:
         full = tuple(x * y for x in full for y in a.front_full)
         vis = tuple(x * y for x in vis for y in a.front_vis)
@@ -320,8 +322,6 @@ def launch_for(config: GNAConfig, profile: HardwareProfile, implementation: str,
     one flat sequence with that tile; anything else runs the kernel's tile plan (tiles from the
     config, else the kernel's default).
     """
-    from gnasim.hardware.tiles import resolve_tiles
-
     rk = resolve_kernel(profile, implementation, masking, kv_tiling)
     dense = (config.window_size == config.input_size and all(s == 1 for s in config.stride)
              and all(d == 1 for d in config.dilation))

@@ -88,7 +88,9 @@ class ARRAY:
 
     @staticmethod
     def front_max(fu: np.ndarray, fm: np.ndarray, t_u: Any, t_m: Any) -> np.ndarray:
-        return (fu * np.reshape(t_u, (-1, 1)) + fm * np.reshape(t_m, (-1, 1))).max(axis=1)
+        out = fu * np.reshape(t_u, (-1, 1))
+        out += fm * np.reshape(t_m, (-1, 1))
+        return out.max(axis=1)
 
     @staticmethod
     def argmax(values: dict[str, np.ndarray]) -> np.ndarray:
@@ -382,9 +384,15 @@ def prepare(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
     rk = resolve_kernel(profile, kernel)
     if rk.dense_only:
         raise ConfigError(f"kernel: '{rk.name}' runs self attention only, not GNA")
-    return Prepared(rk, ModelParams.of(rk.model, runtime_model(profile)),
-                    Rates.of(profile, config.dtype),
-                    dense_side(config, dense_plan, profile, rk, baseline))
+    key = (id(profile), id(rk.model), config.dtype)
+    hit = _params_cache.get(key)
+    if hit is None or hit[0] is not profile or hit[1] is not rk.model:   # identities: no stale ids
+        hit = remember(_params_cache, key, (profile, rk.model, ModelParams.of(
+            rk.model, runtime_model(profile)), Rates.of(profile, config.dtype)))
+    return Prepared(rk, hit[2], hit[3], dense_side(config, dense_plan, profile, rk, baseline))
+
+
+_params_cache: dict[tuple, tuple] = {}
 
 
 def predict_runtime(config: GNAConfig, plan: TilePlan, dense_plan: TilePlan,
