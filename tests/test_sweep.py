@@ -22,7 +22,6 @@ from gnasim.config import GNAConfig
 # the package attribute is that module (gnasim/__init__.py loads names lazily)
 from gnasim.simulate import simulate
 from gnasim.errors import ConfigError
-from gnasim.simulate import SimulationResult
 from gnasim.explore.keys import IDENTITY_KEYS
 from gnasim.explore.columns import compute_chunk
 from gnasim.explore.blocks import iter_chunks, plan_sweep

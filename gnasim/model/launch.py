@@ -187,14 +187,23 @@ def build_launch(axes: list[AxisFacts], config: GNAConfig, masking: str, token_p
     qt, kvt = _prod(a.qt for a in axes), _prod(a.kvt for a in axes)
     ctas = _prod(a.nz for a in axes) * hb
     mask_all = masks_every_tile(masking, fast)
-    full, vis = _front_product(axes)
-    if many:
-        front_u = np.where(mask_all[:, None], 0.0, full)
-        front_m = np.where(mask_all[:, None], vis, vis - full)
-    elif mask_all:
-        front_u, front_m = tuple(0 for _ in full), vis
+    vmax = _prod(a.vmax for a in axes)
+    # every tile masked, or no partial tile: the CTA with the most tiles is the longest
+    one_class = mask_all | (vsum == fsum)
+    if one_class.all() if many else one_class:
+        front_u = where(mask_all, 0.0, f64(vmax))
+        front_m = where(mask_all, f64(vmax), 0.0)
+        front_u, front_m = ((front_u[:, None], front_m[:, None]) if many
+                            else ((front_u,), (front_m,)))
     else:
-        front_u, front_m = full, tuple(v - f for v, f in zip(vis, full))
+        full, vis = _front_product(axes)
+        if many:
+            front_u = np.where(mask_all[:, None], 0.0, full)
+            front_m = np.where(mask_all[:, None], vis, vis - full)
+        elif mask_all:
+            front_u, front_m = tuple(0 for _ in full), vis
+        else:
+            front_u, front_m = full, tuple(v - f for v, f in zip(vis, full))
     q_rows = math.prod(a.q_tile for a in axes)
     kv_rows = math.prod(a.kv_tile for a in axes)
     b, e, h, hk = config.batch, config.dtype_bytes, config.heads, config.kv_heads
@@ -212,7 +221,7 @@ def build_launch(axes: list[AxisFacts], config: GNAConfig, masking: str, token_p
         q_rows, kv_rows, d, dv, e, ctas=i64(ctas),
         mean_u=where(mask_all, 0.0, f64(fsum * hb) / f64(ctas)),
         mean_m=f64(masked * hb) / f64(ctas),
-        front_u=front_u, front_m=front_m, max_tiles=f64(_prod(a.vmax for a in axes)),
+        front_u=front_u, front_m=front_m, max_tiles=f64(vmax),
         kv_reuse=np.maximum(1.0, f64(vsum) / np.maximum(f64(kvt), 1.0)) if many
         else max(1.0, vsum / max(kvt, 1)),
         hbm_bytes=f64(hbm_bytes(b, e, h, hk, d + dv, qt * q_rows, kvt * kv_rows)),
