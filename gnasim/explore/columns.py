@@ -186,10 +186,9 @@ class ChunkRow:
 
     def _stat(self, name: str) -> np.ndarray:
         j = _S[name]
-        g = [self.blk.stats[d][self.idx[d]] for d in range(len(self.idx))]
-        out = g[0][:, j].copy()
-        for a in g[1:]:
-            out = out * a[:, j]
+        out = self.blk.stats[0][self.idx[0], j]
+        for d in range(1, len(self.idx)):
+            out = out * self.blk.stats[d][self.idx[d], j]
         return out
 
     def _axis_strings(j: int):
