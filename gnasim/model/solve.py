@@ -48,7 +48,6 @@ class SCALAR:
 
     maximum = staticmethod(max)
     exp = staticmethod(math.exp)
-    abs = staticmethod(abs)
     any = staticmethod(bool)
 
     @staticmethod
@@ -62,6 +61,8 @@ class SCALAR:
 
     @staticmethod
     def front_max(fu: tuple, fm: tuple, t_u: float, t_m: float) -> float:
+        if len(fu) == 1:
+            return fu[0] * t_u + fm[0] * t_m
         return max(u * t_u + m * t_m for u, m in zip(fu, fm))
 
     @staticmethod
@@ -73,7 +74,6 @@ class ARRAY:
     """The same helpers on numpy arrays."""
 
     exp = staticmethod(np.exp)
-    abs = staticmethod(np.abs)
     any = staticmethod(np.any)
     where = staticmethod(np.where)
 
@@ -143,36 +143,37 @@ def solve(shape: LaunchShape, p: ModelParams, rates: Rates, clock: bool = True,
     launch = p.launch_latency_us * 1e-6 if overheads else 0.0
     sharp = p.overlap_sharpness
     inv_p = 1.0 / sharp
+    maximum, front_max = ops.maximum, ops.front_max
+    mean_u, mean_m, front_u, front_m = shape.mean_u, shape.mean_m, shape.front_u, shape.front_m
 
-    def pnorm(a: Any, b: Any) -> Any:
-        """Smooth maximum of MMA time ``a``, softmax time ``b`` and load time ``t_ld``."""
-        top = ops.maximum(a, b, t_ld)
-        return top * ((a / top) ** sharp + (b / top) ** sharp + (t_ld / top) ** sharp) ** inv_p
-
-    def evaluate(f: Any) -> Solved:
+    def evaluate(f: Any) -> tuple:
         t_mma, t_sfx, t_msk = t_mma0 / f, t_sfx0 / f, t_msk0 / f
-        t_u = pnorm(t_mma, t_sfx)
-        t_m = pnorm(t_mma, t_sfx + t_msk)
-        mean = shape.mean_u * t_u + shape.mean_m * t_m + over
-        cmax = ops.front_max(shape.front_u, shape.front_m, t_u, t_m) + over
-        makespan = ops.maximum(waves * mean, cmax)
-        total = ops.maximum(makespan, mem_s) + launch
-        return Solved(total, f, t_u, t_m, mean, cmax, makespan, t_mma, t_sfx, t_msk, t_ld,
-                      mem_s, over, launch)
+        t_sm = t_sfx + t_msk
+        # tile times: smooth maxima (p-norms) of MMA, softmax (+ mask) and load times
+        top = maximum(t_mma, t_sfx, t_ld)
+        t_u = top * ((t_mma / top) ** sharp + (t_sfx / top) ** sharp + (t_ld / top) ** sharp) ** inv_p
+        top = maximum(t_mma, t_sm, t_ld)
+        t_m = top * ((t_mma / top) ** sharp + (t_sm / top) ** sharp + (t_ld / top) ** sharp) ** inv_p
+        mean = mean_u * t_u + mean_m * t_m + over
+        cmax = front_max(front_u, front_m, t_u, t_m) + over
+        makespan = maximum(waves * mean, cmax)
+        return (maximum(makespan, mem_s) + launch, f, t_u, t_m, mean, cmax, makespan, t_mma,
+                t_sfx, t_msk)
 
     res = evaluate(1.0)
     if clock:
         s, tau = p.sustained_clock_fraction, p.clock_time_constant_ms * 1e-3
+        exp, where, anything = ops.exp, ops.where, ops.any
         f = 1.0
         for _ in range(20):
             # rows whose clock has settled keep it (and so their time): the fixed point per row
-            f_new = s + (1.0 - s) * ops.exp(-res.total / tau)
-            move = ops.abs(f_new - f) >= 1e-6
-            if not ops.any(move):
+            f_new = s + (1.0 - s) * exp(-res[0] / tau)
+            move = abs(f_new - f) >= 1e-6
+            if not anything(move):
                 break
-            f = ops.where(move, f_new, f)
+            f = where(move, f_new, f)
             res = evaluate(f)
-    return res
+    return Solved(*res, t_ld, mem_s, over, launch)
 
 
 def time_ms(shape: LaunchShape, p: ModelParams, rates: Rates) -> Any:
