@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -43,6 +44,28 @@ def parse_ints(value: Any, name: str) -> tuple[int, ...]:
                 continue
             raise ConfigError(f"{name}: expected integers, got {v!r}")
     return tuple(int(v) for v in out)
+
+
+TilePair = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+@lru_cache(maxsize=4096)
+def parse_tile_pair(text: str) -> TilePair:
+    """``"4x4x8/2x8x8"`` -> ((4, 4, 8), (2, 8, 8)); raises :class:`ConfigError` on anything else."""
+    try:
+        q, kv = text.split("/")
+        qs = tuple(int(v) for v in q.split("x"))
+        kvs = tuple(int(v) for v in kv.split("x"))
+    except ValueError:
+        raise ConfigError(f"tile shape '{text[:80]}' is not of the form QxQ/KVxKV") from None
+    if len(qs) != len(kvs) or min(qs + kvs) < 1:
+        raise ConfigError(f"tile shape '{text[:80]}': Q and KV ranks differ or an extent is < 1")
+    return qs, kvs
+
+
+def format_tile(tile: tuple[int, ...] | None) -> str:
+    """``(4, 8, 8)`` -> ``"4x8x8"``; ``None`` -> ``""``."""
+    return "" if tile is None else "x".join(str(v) for v in tile)
 
 
 def _broadcast(values: tuple, rank: int, name: str) -> tuple:

@@ -17,3 +17,8 @@ class HardwareProfileError(GnasimError):
 
 class MeasurementError(GnasimError):
     """A measurement file has a bad row or column."""
+
+
+class OutputError(GnasimError):
+    """An output file cannot be written (a directory, no permission, no space, in use, or an
+    unrelated file in the way), or a run writing one stopped before it was complete."""

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from gnasim.config import GNAConfig
+from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
-from gnasim.hardware.profile import format_tile
+from gnasim.files import atomic_write, check_output_path
 from gnasim.explore.recommend import StrideSearch, search_strides
 from gnasim.plan.stats import _S, axis_stats_many
 from gnasim.plan.tiling import axis_plan
@@ -525,30 +524,23 @@ def kaleido_available() -> bool:
 
 
 def write_figure(fig, html: str | os.PathLike, png: str | os.PathLike | None = None) -> list[Path]:
-    """Write a self-contained HTML file (plotly.js inlined) and, if asked, a PNG (kaleido)."""
+    """Write a self-contained HTML file (plotly.js inlined) and, if asked, a PNG (kaleido), each
+    atomically (:func:`gnasim.files.atomic_write`)."""
     html = Path(html)
     if html.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"out: '{html.name}' must end in .html")
-    if not html.parent.is_dir():
-        raise ConfigError(f"out: directory '{html.parent}' does not exist")
+    check_output_path(html, "out")
     if png is not None:
-        png = Path(png)
+        png = check_output_path(png, "png")
         if png.suffix.lower() != ".png":
             raise ConfigError(f"png: '{png.name}' must end in .png")
         if not kaleido_available():
             raise GnasimError("png: writing PNG needs the kaleido package (pip install kaleido); "
                               "nothing was written")
-    fd, tmp = tempfile.mkstemp(prefix=f".{html.name}.", dir=html.parent)
-    os.close(fd)
-    try:
-        fig.write_html(tmp, include_plotlyjs=True, full_html=True, config={"responsive": True})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, html)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(html, lambda tmp: fig.write_html(
+        str(tmp), include_plotlyjs=True, full_html=True, config={"responsive": True}))
     written = [html]
     if png is not None:
-        fig.write_image(str(png))
+        atomic_write(png, lambda tmp: fig.write_image(str(tmp), format="png"), label="png")
         written.append(png)
     return written

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from gnasim.bounds import e2e_speedup
-from gnasim.hardware.profile import format_tile
+from gnasim.config import format_tile
 
 PARTS = ("plan", "fraction", "runtime", "runtime_fraction", "backward", "notes")
 DTYPES = ("str", "int", "float", "bool", "notes")

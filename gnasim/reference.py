@@ -156,3 +156,49 @@ def _dynamic_tile(config, mask, real_axes, queries):
         if mask[np.ix_(queries, ks)].all():
             fulls += 1
     return visited, fulls
+
+
+def flat_reference_counts(config, q_tile: int, kv_tile: int) -> ReferenceCounts:
+    """Flat (1-D) tiling read off the full mask: the row-major sequence cut into runs of
+    ``q_tile`` queries and ``kv_tile`` keys, padded to whole tiles with slots that attend nothing
+    and are attended by nothing (as FlexAttention pads its block mask).
+
+    A KV tile is visited when any (query, key) slot pair of the two tiles is attended, and full
+    when every slot pair is.
+    """
+    mask = full_mask(config)
+    n = mask.shape[0]
+    n_q, n_kv = -(-n // q_tile), -(-n // kv_tile)
+    padded = np.zeros((n_q * q_tile, n_kv * kv_tile), dtype=bool)
+    padded[:n, :n] = mask
+    visited, full = [], []
+    for i in range(n_q):
+        blocks = padded[i * q_tile:(i + 1) * q_tile].reshape(q_tile, n_kv, kv_tile)
+        visited.append(int(blocks.any(axis=(0, 2)).sum()))
+        full.append(int(blocks.all(axis=(0, 2)).sum()))
+    return ReferenceCounts(n_q, visited, full, int(mask.sum()))
+
+
+def flat_tile_reference(config, q_tile: int, kv_tile: int, index: int) -> tuple[int, int]:
+    """(visited, full) KV tiles of flat Q tile ``index``, from each query's keys (no N x N mask):
+    for spot checks on layouts too large for :func:`flat_reference_counts`."""
+    sizes = config.input_size
+    n = int(np.prod(sizes))
+    strides = [int(np.prod(sizes[d + 1:])) for d in range(config.rank)]
+    queries = range(index * q_tile, min((index + 1) * q_tile, n))
+    keys = []
+    for x in queries:
+        coords = np.unravel_index(x, sizes)
+        flat = np.zeros(1, dtype=np.int64)
+        for d in range(config.rank):
+            axis = axis_keys(int(coords[d]), sizes[d], config.window_size[d], config.stride[d],
+                             config.dilation[d], config.causal[d])
+            flat = (flat[:, None] + np.array(axis, dtype=np.int64) * strides[d]).ravel()
+        keys.append(flat)
+    uniq, hits = np.unique(np.concatenate(keys), return_counts=True)
+    visited = np.unique(uniq // kv_tile)
+    # keys every query attends; a padding query attends nothing
+    everywhere = uniq[hits == q_tile] if len(queries) == q_tile else uniq[:0]
+    per_tile = np.bincount(everywhere // kv_tile, minlength=len(visited) and int(visited[-1]) + 1)
+    full = [j for j in visited if (j + 1) * kv_tile <= n and per_tile[j] == kv_tile]
+    return len(visited), len(full)

@@ -7,11 +7,11 @@ from typing import Any
 
 from gnasim import record
 from gnasim.bounds import amdahl, attention_flops, effective_fraction, flops_per_pair
-from gnasim.config import GNAConfig
+from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.model.launch import fast_path
 from gnasim.model.solve import RuntimePrediction, predict_runtime
-from gnasim.hardware.profile import HardwareProfile, format_tile, load_profile
+from gnasim.hardware.profile import HardwareProfile, load_profile
 from gnasim.hardware.tiles import backward_tiles, resolve_tiles
 from gnasim.plan.tiling import KV_TILINGS, TilePlan, tile_plans
 from gnasim.plan.backward import BackwardPlan, backward_flops, backward_plan
@@ -127,6 +127,10 @@ class BackwardResult:
     def tile_speedup_mean(self) -> float:
         """All self-attention (KV tile, Q tile) pairs / all visited pairs."""
         return self.dense_plan.tile_pairs_visited / self.plan.tile_pairs_visited
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``bwd_`` columns of the record (:mod:`gnasim.record`)."""
+        return {c.name: c.compute(record.Row(bwd=self)) for c in record.columns({"backward"})}
 
     @property
     def flops_dense(self) -> int:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gnasim.calibration.fit import calibrate, calibrate_profile, bind_rows, to_toml, write_profile
+from gnasim.calibration.fit import calibrate, calibrate_profile, bind_rows
+from gnasim.hardware.write import to_toml, write_profile
 from gnasim.cli import app, join_multi_values
 from gnasim.calibration.compare import compare, error_stats
 from gnasim.config import GNAConfig
@@ -16,7 +17,7 @@ from gnasim.model.kernel import ModelParams, Rates, runtime_model
 from gnasim.model.launch import launch_for
 from gnasim.model.solve import permute_time_ms, time_ms
 from gnasim.errors import HardwareProfileError, MeasurementError
-from gnasim.hardware.profile import _load_file, load_profile
+from gnasim.hardware.profile import load_profile, read_profile_file
 from gnasim.calibration.measurements import BASE_COLUMNS, load_measurements
 
 runner = CliRunner()
@@ -166,7 +167,7 @@ def test_calibrate_cli_writes_a_new_file_and_never_overwrites(tmp_path):
         if p["parameter"].endswith("efficiency"):
             assert 0 < p["value"] <= 1
     out = tmp_path / "b200-calibrated.toml"
-    written = _load_file.__wrapped__(out)
+    written = read_profile_file(out)
     assert written.name == "b200-calibrated" and written.model is not None
     assert written.model.kernels["blackwell-fna"].tensor_efficiency == pytest.approx(
         next(p["value"] for p in prof["parameters"]
@@ -195,7 +196,7 @@ def test_calibrate_rejects_bad_output_names(tmp_path):
 def test_write_profile_round_trips(tmp_path):
     hw = load_profile("h100")
     out = write_profile(hw, hw.model, tmp_path / "h100-copy.toml", header="test")
-    back = _load_file.__wrapped__(out)
+    back = read_profile_file(out)
     a = hw.model_dump()
     b = back.model_dump()
     assert b.pop("name") == "h100-copy" and a.pop("name") == "h100"

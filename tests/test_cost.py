@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gnasim.calibration.fit import to_toml
+from gnasim.hardware.write import to_toml
 from gnasim.cli import app, join_multi_values
 from gnasim.config import GNAConfig
 from gnasim import record
@@ -18,7 +18,7 @@ from gnasim.model.launch import (AxisFacts, axis_facts, build_launch, dense_laun
                                  launch_for, launch_shape, permute_bytes, stack_launches)
 from gnasim.model.solve import kernel_time, predict_launch, prepare
 from gnasim.errors import ConfigError, HardwareProfileError
-from gnasim.hardware.profile import KernelModel, _load_file, load_profile, load_profiles
+from gnasim.hardware.profile import KernelModel, load_profile, load_profiles, read_profile_file
 from gnasim.simulate import simulate
 from gnasim.plan.tiling import tile_plan
 
@@ -80,12 +80,12 @@ def test_schema_rejects_unphysical_values(tmp_path):
     bad = tmp_path / "x.toml"
     bad.write_text(to_toml(data))
     with pytest.raises(HardwareProfileError, match="model.kernels.hopper-fna.tensor_efficiency"):
-        _load_file.__wrapped__(bad)
+        read_profile_file(bad)
     data["model"]["kernels"]["hopper-fna"]["tensor_efficiency"] = 0.7
     data["model"]["sustained_clock_fraction"] = 1.5
     bad.write_text(to_toml(data))
     with pytest.raises(HardwareProfileError, match="model.sustained_clock_fraction"):
-        _load_file.__wrapped__(bad)
+        read_profile_file(bad)
     with pytest.raises(ValueError):
         KernelModel(permute_bandwidth_share=0.0)
     with pytest.raises(ValueError):
@@ -97,7 +97,7 @@ def test_model_entry_for_unknown_kernel_needs_its_behaviour(tmp_path):
     p = tmp_path / "b200x.toml"
     p.write_text(src + "\n[model.kernels.mystery]\ntensor_efficiency = 0.5\n")
     with pytest.raises(HardwareProfileError, match="model.kernels.mystery"):
-        _load_file.__wrapped__(p)
+        read_profile_file(p)
 
 
 def test_masking_policies_follow_the_kernel():

@@ -289,11 +289,14 @@ GRID = {"input_size": "24x20", "window_size": "9 all", "stride": "1:9 1:3", "q_t
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_interrupted_sweep_leaves_valid_file_and_resume_completes(tmp_path, suffix):
+def test_interrupted_sweep_keeps_file_and_resume_completes(tmp_path, suffix):
+    """An interrupted run leaves FILE as it was (here: absent) and its rows in FILE.partial, a
+    readable table; --resume completes it byte for byte."""
     spec = spec_from_mapping(GRID)
     full = tmp_path / f"full{suffix}"
     ref = run_sweep(spec, full, chunk_rows=97)
     out = tmp_path / f"part{suffix}"
+    partial = Path(str(out) + ".partial")
     calls = []
 
     def stop_after_three(done, total):
@@ -302,21 +305,65 @@ def test_interrupted_sweep_leaves_valid_file_and_resume_completes(tmp_path, suff
             raise KeyboardInterrupt
 
     s1 = run_sweep(spec, out, chunk_rows=97, progress=stop_after_three)
-    assert s1.interrupted and s1.written == 3 * 97
-    assert not Path(str(out) + ".partial").exists()
-    partial = read_rows(out)             # a complete, readable table
-    assert len(partial) == 291
-    assert partial == read_rows(full)[:291]
+    assert s1.interrupted and s1.written == 3 * 97 and s1.partial == str(partial)
+    assert not out.exists()
+    rows = read_rows(partial.rename(tmp_path / f"copy{suffix}"))   # a complete, readable table
+    (tmp_path / f"copy{suffix}").rename(partial)
+    assert len(rows) == 291
+    assert rows == read_rows(full)[:291]
     s2 = run_sweep(spec, out, chunk_rows=97, resume=True)
-    assert not s2.interrupted
+    assert not s2.interrupted and not partial.exists()
     assert s2.resumed_rows == 291 and s2.written == ref.rows - 291
-    if suffix == ".csv":
-        assert out.read_bytes() == full.read_bytes()
-    else:
-        assert pq.read_table(out).equals(pq.read_table(full))
-    # resuming a complete file adds nothing
+    assert out.read_bytes() == full.read_bytes()
+    # resuming a complete file adds nothing and leaves it alone
+    mtime = out.stat().st_mtime_ns
     s3 = run_sweep(spec, out, resume=True)
-    assert s3.written == 0 and len(read_rows(out)) == ref.rows
+    assert s3.written == 0 and s3.resumed_rows == ref.rows and out.stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([full.name, out.name])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_interrupted_rerun_never_replaces_a_complete_file(tmp_path, suffix):
+    """Issue 9.4: a re-run without --resume that is interrupted leaves the earlier complete
+    output in place; only a complete new table replaces it."""
+    spec = spec_from_mapping(GRID)
+    out = tmp_path / f"out{suffix}"
+    run_sweep(spec, out, chunk_rows=97)
+    before, rows = out.read_bytes(), read_rows(out)
+
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    s = run_sweep(spec, out, chunk_rows=97, progress=stop)
+    assert s.interrupted and s.written == 97
+    assert out.read_bytes() == before
+    assert Path(s.partial).exists()
+    run_sweep(spec, out, chunk_rows=50)                 # complete: replaces it, partial gone
+    assert not Path(s.partial).exists()
+    assert read_rows(out) == rows
+
+
+def test_unrelated_file_at_out_needs_force(tmp_path):
+    """Issue 9.4: a file at --out that is not this sweep's table is refused in one line, and
+    replaced only with --force; another sweep's columns count as unrelated."""
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,own\ndata,1\n")
+    args = ["sweep", "-i", "16", "-w", "4", "-s", "all", "--hardware", "none", "--q-tile", "4",
+            "--kv-tile", "4", "--bounds-only"]
+    res = run_cli(*args, "--out", str(notes))
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr == (f"error: out: '{notes}' exists and is not a table of this sweep (other "
+                          "columns, or not a table); pass --force to replace it, or choose "
+                          "another file\n")
+    assert notes.read_text() == "my,own\ndata,1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.csv"]
+    res = run_cli(*args, "--out", str(notes), "--force")
+    assert res.returncode == 0, res.stderr
+    assert read_rows(notes)[0]["stride"] == "1"
+    res = run_cli(*args, "--out", str(notes))             # now it is this sweep's table
+    assert res.returncode == 0, res.stderr
+    res = run_cli("sweep", "-i", "16", "-w", "4", "--out", str(notes))   # h100: more columns
+    assert res.returncode == 2 and "pass --force" in res.stderr
 
 
 def test_resume_after_hard_kill_uses_partial_file(tmp_path):
@@ -349,9 +396,61 @@ def test_resume_refuses_another_sweeps_file(tmp_path):
     assert res.returncode == 2 and "rows but this sweep has only" in res.stderr
 
 
+def test_resume_with_a_junk_line_is_one_line(tmp_path):
+    """Issue 9.7: a junk line inside FILE.partial stops --resume with one line, exit 2."""
+    spec = spec_from_mapping(GRID)
+    full = tmp_path / "full.csv"
+    run_sweep(spec, full)
+    lines = full.read_bytes().split(b"\n")
+    out = tmp_path / "out.csv"
+    partial = Path(str(out) + ".partial")
+    partial.write_bytes(b"\n".join(lines[:50] + [b"this is not a row"] + lines[50:80]) + b"\n")
+    res = run_cli("sweep", "--spec", str(_write(tmp_path / "g.toml", _toml(GRID))), "--out",
+                  str(out), "--resume")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"error: resume: {partial} holds something that is not a row "
+                                 "of this sweep (")
+    assert res.stderr.endswith("; run without --resume to start over\n")
+    assert not out.exists() and partial.exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_resume_checks_every_column_of_the_first_and_last_chunk(tmp_path, suffix, where):
+    """Issue 9.9: --resume compared only the identity columns; a file whose other columns differ
+    (another version or profile) is refused, naming the row and the column."""
+    spec = spec_from_mapping(GRID)
+    out = tmp_path / f"out{suffix}"
+    s = run_sweep(spec, out, chunk_rows=97, progress=lambda d, t: d >= 291 and _raise())
+    assert s.interrupted
+    partial = Path(s.partial)
+    row = 1 if where == "first" else 291
+    if suffix == ".csv":
+        lines = partial.read_bytes().split(b"\n")
+        cells = lines[row].split(b",")
+        col = [c.strip('"') for c in lines[0].decode().split(",")].index("tile_speedup")
+        cells[col] = b"99.5"
+        lines[row] = b",".join(cells)
+        partial.write_bytes(b"\n".join(lines))
+    else:
+        table = pq.read_table(partial)
+        values = table.column("tile_speedup").to_pylist()
+        values[row - 1] = 99.5
+        i = table.schema.get_field_index("tile_speedup")
+        table = table.set_column(i, table.schema.field(i), pa.array(values, pa.float64()))
+        pq.write_table(table, partial, row_group_size=97)
+    with pytest.raises(ConfigError, match=rf"resume: row {row} of .* has tile_speedup = "
+                                          r"'?99\.5'?, but this sweep computes"):
+        run_sweep(spec, out, chunk_rows=97, resume=True)
+
+
+def _raise() -> None:
+    raise KeyboardInterrupt
+
+
 def test_ctrl_c_on_the_cli_then_resume(tmp_path):
-    """SIGINT to a running `gnasim sweep`: exit 130, a valid file, then --resume completes it
-    to exactly the file an uninterrupted sweep writes."""
+    """SIGINT to a running `gnasim sweep`: exit 130, no FILE yet, the rows in FILE.partial, then
+    --resume completes it to exactly the file an uninterrupted sweep writes."""
     out = tmp_path / "sig.csv"
     grid = ["-i", "30", "48", "80", "-w", "18", "24", "24", "-s", "all", "--q-tile", "4", "8", "8",
             "--kv-tile", "2", "8", "8", "--hardware", "none", "-d", "32", "64", "128",
@@ -372,9 +471,9 @@ def test_ctrl_c_on_the_cli_then_resume(tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     summary = json.loads(stdout)
-    assert summary["interrupted"]
-    assert not partial.exists()
-    with open(out, "rb") as fh:
+    assert summary["interrupted"] and summary["partial"] == str(partial)
+    assert not out.exists()
+    with open(partial, "rb") as fh:
         data = fh.read()
     assert data.endswith(b"\n")
     n_rows = data.count(b"\n") - 1
@@ -383,6 +482,7 @@ def test_ctrl_c_on_the_cli_then_resume(tmp_path):
     assert res.returncode == 0, res.stderr
     done = json.loads(res.stdout)
     assert done["resumed_rows"] == n_rows and done["written"] == total - n_rows
+    assert not partial.exists()
     fresh = tmp_path / "fresh.csv"
     res = run_cli("sweep", *grid, "--out", str(fresh))
     assert res.returncode == 0, res.stderr

@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gnasim.calibration.fit import (DEFAULT_PRIOR_WEIGHT, BoundRow, RowResult, bind_rows,
-                                    calibrate_profile, file_mode, predict_rows, row_results)
+                                    calibrate_profile, predict_rows, row_results)
 from gnasim.model.kernel import ModelParams, runtime_model
 from gnasim.model.solve import explain, kernel_time, permute_time_ms
 from gnasim.errors import MeasurementError
@@ -218,23 +216,6 @@ CSV_COLUMNS = (
     "measured_speedup_with_permute", "predicted_speedup_with_permute",
     "error_speedup_with_permute_pct", "tile_bound", "flop_bound", "masked_tiles_pct",
     "mask_factor", "waves", "bound") + tuple(f"factor_{k}" for k in FACTOR_STEPS)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a file via a temporary file in the same directory and ``os.replace``."""
-    p = Path(path)
-    if not p.parent.is_dir():
-        raise MeasurementError(f"out: directory '{p.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
 
 
 def to_csv(report: CompareReport) -> str:

@@ -13,16 +13,12 @@ Bounded, weakly regularised least squares (``scipy.optimize.least_squares``, met
 Uncertainties are the square roots of the diagonal of ``s^2 (J^T J)^-1`` at the solution (J:
 Jacobian of all residuals, s^2: measurement residual variance). Leave-one-out refits without one
 row and predicts it; speedups pair each GNA row with its dense baseline row (which stays in).
-The calibrated profile is written as a new TOML file, atomically, never over an existing one
-unless asked.
+The calibrated profile is written by :func:`gnasim.hardware.write.write_profile`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -32,7 +28,7 @@ import numpy as np
 from gnasim.model.kernel import DEFAULT_BASELINE, ModelParams, Rates, baseline_name, runtime_model
 from gnasim.model.launch import Launch, launch_for, stack_launches
 from gnasim.model.solve import permute_time_ms, time_ms
-from gnasim.errors import ConfigError, GnasimError, HardwareProfileError, MeasurementError
+from gnasim.errors import ConfigError, GnasimError, MeasurementError
 from gnasim.hardware.profile import HardwareProfile, KernelModel, RuntimeModel, load_profiles
 from gnasim.calibration.measurements import Measurement, MeasurementSet
 
@@ -465,134 +461,3 @@ def calibrate(mset: MeasurementSet, profiles: list[HardwareProfile] | None = Non
         out.append(calibrate_profile(order[name], sub, prior_weight=prior_weight, loo=loo,
                                      source=Path(mset.path).name))
     return out, errors
-
-
-# -- writing a calibrated profile --------------------------------------------------------------
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-
-
-def _toml_key(k: str) -> str:
-    return k if _BARE_KEY.match(k) else '"' + _toml_escape(k) + '"'
-
-
-def _toml_escape(s: str) -> str:
-    out = s.replace("\\", "\\\\").replace('"', '\\"')
-    return "".join(c if c >= " " or c == "\t" else f"\\u{ord(c):04x}" for c in out)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise HardwareProfileError(f"profile: cannot write non-finite value {v}")
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + _toml_escape(v) + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise HardwareProfileError(f"profile: cannot write a value of type {type(v).__name__}")
-
-
-def to_toml(data: dict[str, Any], header: str = "") -> str:
-    """A small TOML writer for profile data (tables, arrays of tables, scalars, scalar arrays)."""
-    lines: list[str] = [f"# {h}" for h in header.splitlines()] if header else []
-
-    def is_table(v):
-        return isinstance(v, dict)
-
-    def is_table_array(v):
-        return isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
-
-    def emit(d: dict[str, Any], path: list[str]) -> None:
-        for k, v in d.items():
-            if v is None or is_table(v) or is_table_array(v):
-                continue
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-        for k, v in d.items():
-            if is_table(v):
-                only_tables = v and all(is_table(x) or is_table_array(x) for x in v.values())
-                if not only_tables:
-                    lines.append("")
-                    lines.append("[" + ".".join(_toml_key(p) for p in path + [k]) + "]")
-                emit(v, path + [k])
-            elif is_table_array(v):
-                for item in v:
-                    lines.append("")
-                    lines.append("[[" + ".".join(_toml_key(p) for p in path + [k]) + "]]")
-                    emit(item, path + [k])
-
-    emit(data, [])
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def write_profile(profile: HardwareProfile, model: RuntimeModel, path: str | Path, *,
-                  force: bool = False, header: str = "") -> Path:
-    """Write ``profile`` with ``model`` as its ``[model]`` section to a NEW file, atomically.
-
-    The profile's name becomes the file's stem. An existing file is replaced only with ``force``.
-    The written file is read back and validated before this returns.
-    """
-    from gnasim.hardware.profile import _load_file
-
-    p = Path(path)
-    if p.suffix != ".toml":
-        raise HardwareProfileError(f"out: '{p}' must end in .toml")
-    name = p.stem.lower()
-    if not _PROFILE_NAME.match(name):
-        raise HardwareProfileError(f"out: '{p.name}' is not a usable profile name "
-                                   "(lowercase letters, digits, '.', '_', '-')")
-    if p.exists() and not force:
-        raise HardwareProfileError(f"out: '{p}' already exists; choose another name or pass --force")
-    if not p.parent.is_dir():
-        raise HardwareProfileError(f"out: directory '{p.parent}' does not exist")
-    display = profile.display_name if profile.name == name else f"{profile.display_name} ({name})"
-    new = profile.model_copy(update={"name": name, "display_name": display, "model": model})
-    text = to_toml(new.model_dump(mode="python", exclude_none=True), header)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, file_mode())
-        _load_file.__wrapped__(Path(tmp))            # validate before it takes the name
-        if force:
-            os.replace(tmp, p)
-        else:
-            try:
-                os.link(tmp, p)                      # atomic, and fails if p appeared meanwhile
-            except FileExistsError:
-                raise HardwareProfileError(f"out: '{p}' already exists; choose another name "
-                                           "or pass --force") from None
-            except OSError:
-                if p.exists():
-                    raise HardwareProfileError(f"out: '{p}' already exists") from None
-                os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
-
-
-def file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give (temporary files are created 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def default_output(profile: HardwareProfile, out: str | Path | None, many: bool) -> Path:
-    """``NAME-calibrated.toml`` in ``out`` (a directory, default: current) or ``out`` itself."""
-    if out is None:
-        return Path.cwd() / f"{profile.name}-calibrated.toml"
-    p = Path(out)
-    if p.suffix == ".toml":
-        if many:
-            raise HardwareProfileError(
-                f"out: '{p}' is one file but several profiles were calibrated; give a directory")
-        return p
-    return p / f"{profile.name}-calibrated.toml"

@@ -1,5 +1,10 @@
 """Shared pieces of the command line: option definitions, error handling, JSON output.
 
+One grammar for multi-value flags in every command: the values of one flag are the axes of one
+problem, separated by spaces (``-i 30 48 80``) or ``x`` (``-i 30x48x80``). A comma lists
+alternatives for one axis, which only ``gnasim sweep`` takes (``-s 1,8 8 8``: two strides); the
+single-problem commands refuse it in one line.
+
 Command modules import from here (never from ``gnasim.cli``), so ``python -m gnasim.cli`` has no
 import cycle.
 """
@@ -10,20 +15,23 @@ import functools
 import json
 import sys
 from enum import Enum
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import typer
+from typer.core import TyperGroup
 
-from gnasim.errors import GnasimError
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as _click_errors  # type: ignore[no-redef]
 
-# Flags whose values may be given space-separated; main() joins them into one token.
-MULTI_VALUE_FLAGS = {
-    "-i", "--input-size", "-w", "--window-size", "-s", "--stride", "--dilation", "-c", "--causal",
-    "--q-tile", "--kv-tile", "--hardware", "-d", "--dim", "--dim-value", "--dtype",
-    "--attention-fraction", "-b", "--batch-size", "-n", "--heads", "--heads-kv",
-    "--tiles", "--kernel", "--q-index", "--axes", "--slice-key", "--group",
-    "--bwd-q-tile", "--bwd-kv-tile",
-}
+from gnasim.errors import ConfigError, GnasimError
+
+# Flags whose values may be given space-separated; main() joins them into one token. Filled by
+# multi_option() as the command modules declare their options (import time), never by hand.
+MULTI_VALUE_FLAGS: set[str] = set()
+
+AXES_HELP = "space- or x-separated, one value per axis"
 
 
 class OutputFormat(str, Enum):
@@ -31,8 +39,26 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
-def join_multi_values(argv: list[str], flags: set[str] = MULTI_VALUE_FLAGS) -> list[str]:
+def multi_option(default: Any, *decls: str, **kwargs: Any) -> Any:
+    """A ``typer.Option`` whose value may be several space-separated tokens (recorded in
+    :data:`MULTI_VALUE_FLAGS` so :func:`join_multi_values` joins them)."""
+    MULTI_VALUE_FLAGS.update(d for d in decls if d.startswith("-"))
+    return typer.Option(default, *decls, **kwargs)
+
+
+def single_problem_axes(value: Optional[str]) -> Optional[str]:
+    """Option callback of the single-problem commands: commas list sweep alternatives, so a
+    comma here is refused (one grammar for every command)."""
+    if value is not None and "," in str(value):
+        raise typer.BadParameter(
+            f"'{value}': separate axes with spaces or x; a comma lists alternatives, which only "
+            "`gnasim sweep` takes")
+    return value
+
+
+def join_multi_values(argv: list[str], flags: Optional[set[str]] = None) -> list[str]:
     """``['-i', '30', '48', '80']`` -> ``['-i', '30 48 80']`` for the multi-value flags."""
+    flags = MULTI_VALUE_FLAGS if flags is None else flags
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -77,6 +103,44 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class OneLineErrors(TyperGroup):
+    """The app's group: a usage error (missing or unknown option, bad choice) is one line on
+    stderr and exit code 2, not click's boxed panel; no arguments prints the help."""
+
+    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
+             complete_var: Optional[str] = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except _click_errors.NoArgsIsHelpError as err:
+            typer.echo(err.ctx.get_help() if err.ctx is not None else err.format_message())
+            code = 0
+        except _click_errors.UsageError as err:
+            where = f"{err.ctx.command_path}: " if err.ctx is not None else ""
+            message = " ".join(err.format_message().replace("Value error, ", "").split())
+            typer.echo(f"error: {where}{message}", err=True)
+            code = 2
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = 1
+        except _click_errors.ClickException as err:
+            typer.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+            code = err.exit_code
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def new_app(help_text: str, completion: bool = False) -> typer.Typer:
+    """A typer app with gnasim's conventions: ``-h``, plain help, one-line usage errors."""
+    return typer.Typer(
+        cls=OneLineErrors, no_args_is_help=True, pretty_exceptions_enable=False,
+        rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
+        add_completion=completion, help=help_text)
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
 
@@ -89,37 +153,55 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-# -- shared problem options ------------------------------------------------------------------
-InputSize = typer.Option(..., "-i", "--input-size", help="Token layout, e.g. -i 30 48 80.")
-WindowSize = typer.Option(..., "-w", "--window-size", help="Window (kernel size) per axis.")
-Stride = typer.Option("1", "-s", "--stride", help="Stride per axis (1: sliding window; = window: blocked).")
-Dilation = typer.Option("1", "--dilation", help="Dilation per axis.")
-Causal = typer.Option("0", "-c", "--causal", help="Causal flag per axis, e.g. -c 1 0 0.")
-Batch = typer.Option(1, "-b", "--batch-size", help="Batch size.")
-Heads = typer.Option(1, "-n", "--heads", help="Query heads.")
-HeadsKV = typer.Option(None, "--heads-kv", help="KV heads (GQA/MQA); default: --heads.")
-Dim = typer.Option(128, "-d", "--dim", help="Head dim of Q and K.")
-DimValue = typer.Option(None, "--dim-value", help="Head dim of V; default: --dim.")
-Dtype = typer.Option("fp16", "--dtype", help="fp16, bf16, fp32 or fp8.")
-QTile = typer.Option(None, "--q-tile", help="Q tile shape per axis; default: the kernel's.")
-KVTile = typer.Option(None, "--kv-tile", help="KV tile shape per axis; default: the kernel's.")
-Hardware = typer.Option(
-    "h100", "--hardware", help="Hardware profile name, path to a .toml file, or none (explicit tiles).")
-KernelOpt = typer.Option(None, "--kernel", "--backend", help="Kernel of the profile (default: its first).")
-KVTiling = typer.Option(None, "--kv-tiling", help="static or dynamic (default: the kernel's).")
+# -- shared problem options (NATTEN profiler names and defaults) ------------------------------
+_axes = dict(metavar="AXES", callback=single_problem_axes)
+InputSize = multi_option(..., "-i", "--input-size", **_axes,
+                         help=f"Token layout ({AXES_HELP}), e.g. -i 30 48 80.")
+WindowSize = multi_option(None, "-w", "--window-size", **_axes,
+                          help="Window (kernel size) per axis; default: the layout (self attention).")
+Stride = multi_option("1", "-s", "--stride", **_axes,
+                      help="Stride per axis (1: sliding window; = window: blocked).")
+Dilation = multi_option("1", "--dilation", **_axes, help="Dilation per axis.")
+Causal = multi_option("0", "-c", "--causal", **_axes,
+                      help="Causal flag per axis (0/1 or false/true), e.g. -c 1 0 0.")
+Batch = multi_option(1, "-b", "--batch-size", metavar="N", help="Batch size.")
+Heads = multi_option(1, "-n", "--heads", metavar="N", help="Query heads.")
+HeadsKV = multi_option(None, "--heads-kv", metavar="N", help="KV heads (GQA/MQA); default: --heads.")
+DEFAULT_DIM = 64   # NATTEN's profiler default
+Dim = multi_option(DEFAULT_DIM, "-d", "--dim", metavar="N", help="Head dim of Q and K.")
+DimValue = multi_option(None, "--dim-value", metavar="N", help="Head dim of V; default: --dim.")
+Dtype = multi_option("fp16", "--dtype", metavar="DTYPE",
+                     help="fp32, fp16, bf16, e4m3, e5m2 (fp8).")
+QTile = multi_option(None, "--q-tile", **_axes,
+                     help="Q tile shape per axis (with --kv-tile); default: the kernel's.")
+KVTile = multi_option(None, "--kv-tile", **_axes,
+                      help="KV tile shape per axis (with --q-tile); default: the kernel's.")
+Hardware = multi_option(
+    "h100", "--hardware", metavar="GPU",
+    help="Hardware profile name, path to a .toml file, or none (explicit tiles).")
+KernelOpt = multi_option(None, "--kernel", "--backend", metavar="NAME",
+                         help="Kernel of the profile (default: its default kernel).")
+KVTiling = typer.Option(None, "--kv-tiling", metavar="MODE",
+                        help="static or dynamic (default: the kernel's).")
 Format = typer.Option(OutputFormat.table, "--format", help="table for people, json for scripts.")
 
 
-def build_config(input_size: str, window_size: str, stride: str, dilation: str, causal: str,
-                 batch: int, heads: int, heads_kv: Optional[int], dim: int,
+def check_rank(size: tuple[int, ...], flag: str = "--input-size") -> None:
+    """NATTEN runs 1-, 2- and 3-D neighborhoods."""
+    if not 1 <= len(size) <= 3:
+        raise ConfigError(f"{flag}: NATTEN runs 1, 2 or 3 axes, got {len(size)}")
+
+
+def build_config(input_size: str, window_size: Optional[str], stride: str, dilation: str,
+                 causal: str, batch: int, heads: int, heads_kv: Optional[int], dim: int,
                  dim_value: Optional[int], dtype: str, q_tile: Optional[str],
                  kv_tile: Optional[str]):
-    """A validated :class:`GNAConfig` from the CLI's string options."""
-    from gnasim.config import GNAConfig
+    """A validated :class:`GNAConfig` from the CLI's string options (no window: self
+    attention, NATTEN's default)."""
+    from gnasim.config import GNAConfig, parse_ints
 
-    return GNAConfig(input_size=input_size, window_size=window_size, stride=stride,
+    check_rank(parse_ints(input_size, "input_size"))
+    return GNAConfig(input_size=input_size, window_size=window_size or input_size, stride=stride,
                      dilation=dilation, causal=causal, q_tile=q_tile, kv_tile=kv_tile,
                      batch=batch, heads=heads, heads_kv=heads_kv, head_dim=dim,
                      head_dim_v=dim_value, dtype=dtype)
-
-

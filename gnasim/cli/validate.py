@@ -12,22 +12,19 @@ from typing import Optional
 
 import typer
 
-validate_app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-    help="Run real Triton GNA kernels built from the tile plan, and time them against baselines.")
+from gnasim.cli.options import fail, guarded, new_app
 
-
-def _fail(message: str) -> None:
-    typer.echo(f"gnasim validate: {message}", err=True)
-    raise typer.Exit(2)
+validate_app = new_app(
+    "Run real Triton GNA kernels built from the tile plan, and time them against baselines.")
 
 
 @validate_app.command("run")
+@guarded
 def run(
-    suite: Optional[str] = typer.Option(None, "--suite", help="Built-in suite: smoke or h100."),
-    spec: Optional[Path] = typer.Option(None, "--spec", help="JSON or CSV file of cases."),
-    out: Path = typer.Option(..., "--out", help="CSV file to write (measurement schema)."),
-    sets: int = typer.Option(3, "--sets", min=1, help="Input sets used in rotation while timing."),
+    suite: Optional[str] = typer.Option(None, "--suite", metavar="NAME", help="Built-in suite: smoke or h100."),
+    spec: Optional[Path] = typer.Option(None, "--spec", metavar="FILE", help="JSON or CSV file of cases."),
+    out: Path = typer.Option(..., "--out", metavar="FILE", help="CSV file to write (measurement schema)."),
+    sets: int = typer.Option(3, "--sets", min=1, metavar="N", help="Input sets used in rotation while timing."),
     flex: bool = typer.Option(True, "--flex/--no-flex", help="Also time FlexAttention."),
     sdpa: bool = typer.Option(True, "--sdpa/--no-sdpa", help="Also time torch SDPA."),
     mask_all: bool = typer.Option(True, "--mask-all/--no-mask-all",
@@ -37,19 +34,20 @@ def run(
     try:
         from gnasim_validate.harness import NoGPU, resolve_cases, run as run_cases
     except ImportError as err:          # validate/ not importable (e.g. installed without it)
-        _fail(f"the validate package is not available ({err})")
+        fail(f"validate: the validate package is not available ({err})")
     try:
         resolve_cases(suite, spec)
     except (ValueError, OSError) as err:
-        _fail(str(err))
+        fail(str(err))
     try:
         run_cases(suite, spec, out, sets=sets, flex=flex, sdpa=sdpa, mask_all=mask_all,
                   log=lambda line: typer.echo(line, err=True))
     except NoGPU as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @validate_app.command("suites")
+@guarded
 def suites() -> None:
     """List the built-in suites and their cases (no GPU needed)."""
     from gnasim_validate.harness import SUITES

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from gnasim.bounds import flops_per_pair
-from gnasim.config import GNAConfig
+from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
-from gnasim.hardware.profile import format_tile, load_profile
+from gnasim.hardware.profile import load_profile
 from gnasim.hardware.tiles import resolve_tiles
 from gnasim.explore.grid import AxisGrid, SweepSpec, _axis_values, _broadcast_grid, axis_rule
 from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, _EXACT_FLOAT, _INT64_MAX

@@ -22,7 +22,7 @@ from gnasim.bounds import effective_fraction, flops_per_pair
 from gnasim.errors import GnasimError
 from gnasim.explore.blocks import Block, SweepPlan, causal_codes
 from gnasim.explore.keys import _INT64_MAX
-from gnasim.hardware.profile import format_tile
+from gnasim.config import format_tile
 from gnasim.model.launch import AxisFacts, build_launch
 from gnasim.model.solve import DenseSide, RuntimePrediction, predict_launch
 from gnasim.plan.stats import _S

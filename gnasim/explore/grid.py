@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 
 from gnasim.bounds import effective_fraction
-from gnasim.config import GNAConfig
+from gnasim.config import GNAConfig, parse_tile_pair
 from gnasim.errors import ConfigError, GnasimError
-from gnasim.hardware.profile import load_profile, parse_tile_pair
+from gnasim.hardware.profile import load_profile
 from gnasim.plan.tiling import KV_TILINGS
 
 

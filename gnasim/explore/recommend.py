@@ -25,9 +25,9 @@ import numpy as np
 
 from gnasim import record
 from gnasim.bounds import amdahl, effective_fraction
-from gnasim.config import GNAConfig
+from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError
-from gnasim.hardware.profile import HardwareProfile, format_tile
+from gnasim.hardware.profile import HardwareProfile
 from gnasim.plan.stats import _S, axis_stats_many
 
 

@@ -27,9 +27,15 @@ profile, the runtime-model columns come from the same runtime model (:mod:`gnasi
 with per-row launch structure built from per-axis facts.
 
 Output is streamed in chunks to ``FILE.partial`` (CSV: whole chunks appended; Parquet: one row
-group per chunk), then renamed over ``FILE`` when the sweep ends or is interrupted, so ``FILE`` is
-always a complete, readable table; ``resume=True`` keeps the rows already written (after checking
-that they are this sweep's first rows) and computes the rest.
+group per chunk) and renamed over ``FILE`` only when the table is complete, so ``FILE`` is always
+the previous complete table or the new one, never a part. A run that stops early (Ctrl-C,
+SIGTERM, a full disk, a kill) leaves ``FILE`` as it was and its rows in ``FILE.partial``;
+``resume=True`` keeps those rows (after checking that they are this sweep's first rows) and
+computes the rest, and a run without it starts over. An existing ``FILE`` that is not a table
+with this sweep's columns is replaced only with ``force``; while a run writes ``FILE`` it holds
+``FILE.lock``, so a second run aimed at the same file refuses in one line (:mod:`gnasim.files`,
+:mod:`gnasim.explore.sinks`). Worker processes die with the parent
+(:mod:`gnasim.explore.workers`).
 """
 
 from __future__ import annotations
@@ -37,19 +43,20 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 
-from gnasim.errors import ConfigError
+from gnasim.errors import ConfigError, OutputError
 from gnasim.explore.columns import _arrow, column_type, compute_chunk
 from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, PARALLEL_MIN_ROWS
 from gnasim.explore.blocks import SweepPlan, iter_chunks, plan_sweep
 from gnasim.explore.grid import SweepSpec, spec_from_mapping
-from gnasim.explore.sinks import _CsvSink, _ParquetSink, _csv_bytes, _schema, _verify_prefix, csv_header, output_format
+from gnasim.explore.sinks import csv_bytes, make_sink, output_format, verify_prefix
+from gnasim.explore.workers import ParallelChunks
+from gnasim.files import check_output_path, exclusive_lock, os_reason
 
 
 
@@ -70,21 +77,6 @@ def sweep_frame(spec: SweepSpec | dict[str, Any]):
     return sweep_table(spec).to_pandas()
 
 
-# worker processes ------------------------------------------------------------------------------
-_WORKER_PLAN: SweepPlan | None = None
-
-
-def _worker_init(plan: SweepPlan) -> None:
-    global _WORKER_PLAN
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
-    _WORKER_PLAN = plan
-
-
-def _worker_chunk(bi: int, lo: int, hi: int, fmt: str):
-    table = compute_chunk(_WORKER_PLAN, bi, lo, hi, fmt)
-    return _csv_bytes(table) if fmt == "csv" else table
-
-
 @dataclass
 class SweepSummary:
     out: str
@@ -98,6 +90,7 @@ class SweepSummary:
     seconds: float
     jobs: int
     interrupted: bool
+    partial: str | None = None      # where the rows of an interrupted run wait for --resume
 
     @property
     def rows_per_second(self) -> float:
@@ -108,8 +101,6 @@ class SweepSummary:
         d["invalid_total"] = sum(self.invalid.values())
         d["rows_per_second"] = self.rows_per_second
         return d
-
-
 
 
 class _StopFlag:
@@ -139,14 +130,18 @@ class _StopFlag:
 def run_sweep(spec: SweepSpec, out: str | os.PathLike, resume: bool = False,
               jobs: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
               progress: Callable[[int, int], None] | None = None,
-              show_progress: bool = False) -> SweepSummary:
+              show_progress: bool = False, force: bool = False) -> SweepSummary:
     """Run a sweep into ``out`` (.csv or .parquet).
 
-    Rows go to ``out.partial`` in whole chunks; the file is renamed over ``out`` when the sweep
-    ends or is interrupted (Ctrl-C, SIGTERM, or ``progress(done, total)`` raising
-    KeyboardInterrupt), so ``out`` is always a complete table. ``resume=True`` keeps the rows
-    already written (``out.partial`` if a hard kill left one, else ``out``) after checking that
-    they are this sweep's first rows.
+    ``out`` is only ever replaced, in one rename, by a complete table: rows go to
+    ``out.partial`` in whole chunks, and a run that stops early (Ctrl-C, SIGTERM, ``progress``
+    raising KeyboardInterrupt, a full disk, a kill) leaves ``out`` as it was and its rows in
+    ``out.partial`` (``summary.partial``). ``resume=True`` keeps those rows (else the rows of
+    ``out``) after checking that they are this sweep's first rows, and computes the rest;
+    without it a run starts over. An existing ``out`` that is not a table with this sweep's
+    columns is refused unless ``force``. A second run aimed at the same ``out`` while one is
+    writing it is refused (:func:`gnasim.files.exclusive_lock`). Worker processes die with the
+    process that started them.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -155,97 +150,115 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, resume: bool = False,
         raise ConfigError(f"chunk_size: must be >= 1, got {chunk_rows}")
     if jobs is not None and jobs < 1:
         raise ConfigError(f"jobs: must be >= 1, got {jobs}")
-    if not out.parent.is_dir():
-        raise ConfigError(f"out: directory '{out.parent}' does not exist")
+    check_output_path(out)
     plan = plan_sweep(spec)
     total = plan.rows
     if total == 0:
         why = ", ".join(f"{n:,} {r}" for r, n in plan.invalid.most_common()) or \
             "; ".join(plan.skipped) or "the grid is empty"
         raise ConfigError(f"sweep: no valid configuration in the grid ({why})")
-    schema = _schema(plan, fmt)
-    if fmt == "csv":
-        sink: Any = _CsvSink(out, csv_header(plan.columns))
-    else:
-        sink = _ParquetSink(out, schema)
-    done = 0
-    src = None
-    if resume:
-        src, done = sink.existing()
+    sink = make_sink(out, fmt, plan)
+    with exclusive_lock(out) as lock_fd:
+        related = out.is_file() and sink.is_ours(out)
+        if out.exists() and not related and not force:
+            raise OutputError(f"out: '{out}' exists and is not a table of this sweep (other "
+                              "columns, or not a table); pass --force to replace it, or choose "
+                              "another file")
+        src, done = sink.existing(use_out=related) if resume else (None, 0)
         if src is not None and done:
-            _verify_prefix(plan, src, fmt, done, chunk_rows)
-    resumed = done
-    if jobs is None:
-        jobs = min(os.cpu_count() or 1, 8) if total - done >= PARALLEL_MIN_ROWS else 1
-    sink.open(src)
-    interrupted = False
-    bar = _progress_bar(show_progress, total, done)
-    pool = None
-    try:
-        with _StopFlag() as flag:
-            chunks = iter_chunks(plan, chunk_rows, start=done)
-            if jobs > 1:
-                pool = _parallel(plan, chunks, fmt, jobs)
-                results: Any = pool
-            else:
-                results = ((hi - lo, _csv_bytes(compute_chunk(plan, bi, lo, hi, fmt))
-                            if fmt == "csv" else compute_chunk(plan, bi, lo, hi, fmt))
-                           for bi, lo, hi in chunks)
-            for n, payload in results:
-                sink.write(payload)
-                done += n
-                if bar is not None:
-                    bar[0].update(bar[1], completed=done)
-                if progress is not None:
-                    progress(done, total)
-                if flag.stop:
-                    interrupted = True
-                    break
-    except KeyboardInterrupt:
-        interrupted = True
-    except BaseException:
-        # keep out.partial (complete chunks, resumable) and leave out untouched
-        sink.close(publish=False)
-        raise
-    finally:
-        if pool is not None:
-            pool.close()
-        if bar is not None:
-            bar[0].stop()
-    sink.close(publish=True)
+            verify_prefix(plan, src, fmt, done, chunk_rows)
+        resumed = done
+        if jobs is None:
+            jobs = min(os.cpu_count() or 1, 8) if total - done >= PARALLEL_MIN_ROWS else 1
+        interrupted = False
+        if done == total:
+            sink.publish_existing(src)
+        else:
+            interrupted, done = _write_rows(plan, sink, src, done, fmt, jobs, chunk_rows,
+                                            progress, show_progress, [lock_fd])
     return SweepSummary(
         out=str(out), format=fmt, combinations=plan.combinations, rows=total,
         invalid=dict(plan.invalid.most_common()), skipped_groups=plan.skipped,
         written=done - resumed, resumed_rows=resumed, seconds=time.perf_counter() - t0,
-        jobs=jobs, interrupted=interrupted)
+        jobs=jobs, interrupted=interrupted,
+        partial=str(sink.partial) if interrupted else None)
 
 
-class _parallel:
-    """Ordered results from a process pool, with at most 2 x jobs chunks in flight."""
+def _write_rows(plan: SweepPlan, sink: Any, src: Path | None, done: int, fmt: str, jobs: int,
+                chunk_rows: int, progress: Callable[[int, int], None] | None,
+                show_progress: bool, inherited: list[int]) -> tuple[bool, int]:
+    """Stream the rows after ``done`` into the sink; (interrupted, rows in the file)."""
+    total = plan.rows
+    interrupted = False
+    pool = None
+    bar = None
+    published = False
+    try:
+        with _StopFlag() as flag:
+            sink.open(src, done)
+            bar = _progress_bar(show_progress, total, done)
+            chunks = iter_chunks(plan, chunk_rows, start=done)
+            if jobs > 1:
+                pool = ParallelChunks(plan, chunks, fmt, jobs, inherited + sink.descriptors())
+                results: Any = pool
+            else:
+                results = ((hi - lo, _chunk_payload(plan, bi, lo, hi, fmt))
+                           for bi, lo, hi in chunks)
+            try:
+                for n, payload in (() if flag.stop else results):
+                    sink.write(payload)
+                    done += n
+                    if bar is not None:
+                        bar[0].update(bar[1], completed=done)
+                    if progress is not None:
+                        progress(done, total)
+                    if flag.stop:
+                        break
+                interrupted = done < total
+            except KeyboardInterrupt:
+                interrupted = True
+            except ParallelChunks.Broken as err:
+                if not flag.stop:
+                    raise OutputError(f"sweep: a worker process died ({err}); "
+                                      f"{_kept(sink)}") from None
+                interrupted = True
+            finally:
+                if pool is not None:
+                    pool.close()
+            if interrupted:
+                sink.stop()
+            else:
+                sink.publish()
+            published = True
+    except OSError as err:
+        raise OutputError(f"out: cannot write '{sink.partial}': {os_reason(err)}; "
+                          f"{_kept(sink)}") from None
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        if not published:
+            _abandon(sink)
+    return interrupted, done
 
-    def __init__(self, plan: SweepPlan, chunks: Iterator, fmt: str, jobs: int):
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
 
-        ctx = mp.get_context("fork") if sys.platform != "win32" else None
-        self.ex = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                                      initargs=(plan,))
-        self.chunks, self.fmt, self.depth = chunks, fmt, 2 * jobs
+def _abandon(sink: Any) -> None:
+    """After an error: keep what can be resumed, never touch ``out``."""
+    try:
+        sink.abandon()
+    except Exception:
+        pass
 
-    def __iter__(self):
-        from collections import deque
-        pending: deque = deque()
-        for bi, lo, hi in self.chunks:
-            pending.append((hi - lo, self.ex.submit(_worker_chunk, bi, lo, hi, self.fmt)))
-            if len(pending) >= self.depth:
-                n, fut = pending.popleft()
-                yield n, fut.result()
-        while pending:
-            n, fut = pending.popleft()
-            yield n, fut.result()
 
-    def close(self) -> None:
-        self.ex.shutdown(wait=True, cancel_futures=True)
+def _kept(sink: Any) -> str:
+    where = f"'{sink.out}' is unchanged"
+    if sink.fmt == "csv":
+        return f"{where}, and {sink.partial} keeps the rows written so far (--resume continues)"
+    return f"{where} (--resume continues from the last stop, if any)"
+
+
+def _chunk_payload(plan: SweepPlan, bi: int, lo: int, hi: int, fmt: str):
+    table = compute_chunk(plan, bi, lo, hi, fmt)
+    return csv_bytes(table) if fmt == "csv" else table
 
 
 def _progress_bar(show: bool, total: int, done: int):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gnasim.config import GNAConfig
+from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError
-from gnasim.hardware.profile import HardwareProfile, Kernel, format_tile
+from gnasim.hardware.profile import HardwareProfile, Kernel
 
 
 def padding_tokens(size: tuple[int, ...], tile: tuple[int, ...]) -> int:
