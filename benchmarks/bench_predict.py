@@ -37,6 +37,11 @@ def main() -> None:
     print(f"3-D 30x48x80 predict, in-process, cold cache: {timed(cold, 300) * 1e3:.3f} ms")
     print(f"3-D 30x48x80 predict, in-process, warm cache: "
           f"{timed(lambda: simulate(cfg, 'h100').to_dict(), 300) * 1e3:.3f} ms")
+    strided = cfg.replace(stride=(16, 8, 8))
+    simulate(strided, "h100")
+    print(f"3-D 30x48x80 w18x24x24 s16x8x8 predict on h100 (runtime model), warm: simulate() "
+          f"{timed(lambda: simulate(strided, 'h100'), 1000) * 1e3:.3f} ms, with to_dict() "
+          f"{timed(lambda: simulate(strided, 'h100').to_dict(), 1000) * 1e3:.3f} ms")
 
     cmd = [sys.executable, "-m", "gnasim", "predict", "-i", "30", "48", "80", "-w", "18", "24", "24",
            "--format", "json"]

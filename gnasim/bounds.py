@@ -1,4 +1,8 @@
-"""FLOP counts and the speedup bounds of the GNA paper (FLOP-wise, tile-level, end-to-end)."""
+"""FLOP counts and the speedup bounds of the GNA paper (FLOP-wise, tile-level, end-to-end).
+
+Functions of counts work on Python numbers or numpy arrays alike (one configuration, or one value
+per sweep row): the same formula either way.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,17 @@ def attention_flops(pairs: int, batch: int, heads: int, head_dim: int, head_dim_
 
     Each pair costs ``2 * head_dim`` (a dot product) plus ``2 * head_dim_v`` (a row of PV).
     """
-    return int(pairs) * 2 * (head_dim + head_dim_v) * batch * heads
+    return int(pairs) * flops_per_pair(batch, heads, head_dim, head_dim_v)
+
+
+def flops_per_pair(batch: int, heads: int, head_dim: int, head_dim_v: int) -> int:
+    """FLOPs of one attended (query, key) pair over all batches and heads."""
+    return 2 * (head_dim + head_dim_v) * batch * heads
+
+
+def e2e_speedup(speedup, fraction):
+    """Amdahl's law with an effective attention share ``fraction`` (floats or arrays)."""
+    return 1.0 / ((1.0 - fraction) + fraction / speedup)
 
 
 def amdahl(speedup: float, attention_fraction: float, full_attention_steps: int = 0,
@@ -20,8 +34,8 @@ def amdahl(speedup: float, attention_fraction: float, full_attention_steps: int 
     With the first ``n`` of ``N`` diffusion steps kept as full attention, ``f`` becomes
     ``f * (N - n) / N``.
     """
-    f = effective_fraction(attention_fraction, full_attention_steps, total_steps)
-    return 1.0 / ((1.0 - f) + f / speedup)
+    return e2e_speedup(speedup, effective_fraction(attention_fraction, full_attention_steps,
+                                                   total_steps))
 
 
 def effective_fraction(attention_fraction: float, full_attention_steps: int = 0,

@@ -20,7 +20,7 @@ from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.files import atomic_write, check_output_path
 from gnasim.explore.recommend import StrideSearch, search_strides
-from gnasim.plan.stats import STAT_INDEX as _S, axis_stats_many
+from gnasim.plan.stats import STAT_INDEX, axis_stats_many
 from gnasim.plan.axis import ROWS
 from gnasim.plan.tiling import axis_plan
 from gnasim.plan.windows import group_lengths, window_bounds
@@ -468,18 +468,18 @@ def sparsity_curves(config: GNAConfig, mode: str = "static", points: int = 24) -
             keys = [(config.input_size[d], w[d], s, config.dilation[d], bool(config.causal[d]),
                      config.q_tile[d], config.kv_tile[d], mode) for s in range(1, w[d] + 1)]
             per_axis.append(np.array(axis_stats_many(keys), dtype=object))
-        prod = lambda name, pick: math.prod(int(pick(a[:, _S[name]])) for a in per_axis)
+        prod = lambda name, pick: math.prod(int(pick(a[:, STAT_INDEX[name]])) for a in per_axis)
         dense = prod("dvmax", lambda col: col[0])
         att1 = prod("att", lambda col: col[0])
         datt = prod("datt", lambda col: col[0])
-        best = tuple(int(np.argmin(a[:, _S["vmax"]].astype(np.int64))) + 1 for a in per_axis)
+        best = tuple(int(np.argmin(a[:, STAT_INDEX["vmax"]].astype(np.int64))) + 1 for a in per_axis)
         rows.append({
             "window": w, "sparsity": 1.0 - att1 / datt, "flop_speedup": datt / att1,
             "na": dense / prod("vmax", lambda col: col[0]),
             "blocked": dense / prod("vmax", lambda col: col[-1]),
-            "gna": dense / math.prod(int(a[s - 1, _S["vmax"]]) for a, s in zip(per_axis, best)),
+            "gna": dense / math.prod(int(a[s - 1, STAT_INDEX["vmax"]]) for a, s in zip(per_axis, best)),
             "gna_stride": best,
-            "gna_block_sparse": all(a[s - 1, _S["vsum"]] == a[s - 1, _S["fsum"]]
+            "gna_block_sparse": all(a[s - 1, STAT_INDEX["vsum"]] == a[s - 1, STAT_INDEX["fsum"]]
                                     for a, s in zip(per_axis, best)),
         })
     rows.sort(key=lambda r: r["sparsity"])

@@ -233,11 +233,6 @@ def render_sweep_summary(s: Any) -> None:
         con.print(f"  {n:,} with {reason}")
     for line in s.skipped_groups:
         con.print(f"  skipped: {line}")
-    if s.slow_columns:
-        shown = ", ".join(s.slow_columns[:4]) + (f" and {len(s.slow_columns) - 4} more"
-                                                  if len(s.slow_columns) > 4 else "")
-        con.print(f"note: {len(s.slow_columns)} columns ({shown}) have no batched path and "
-                  "come from simulate() row by row")
     if s.interrupted:
         con.print(f"{s.partial} holds the {s.resumed_rows + s.written:,} rows written so far "
                   f"({s.out} is unchanged); run the same command with --resume to finish it")

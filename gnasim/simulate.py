@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gnasim.bounds import amdahl, attention_flops
+from gnasim import record
+from gnasim.bounds import amdahl, attention_flops, effective_fraction, flops_per_pair
 from gnasim.config import GNAConfig, format_tile
-from gnasim.errors import ConfigError
-from gnasim.plan.fast_path import natten_fast_path
+from gnasim.errors import ConfigError, GnasimError
+from gnasim.model.launch import fast_path
+from gnasim.model.solve import RuntimePrediction, predict_runtime
 from gnasim.hardware.profile import HardwareProfile, load_profile
 from gnasim.hardware.tiles import backward_tiles, resolve_tiles
 from gnasim.plan.tiling import KV_TILINGS, TilePlan, tile_plans
@@ -28,8 +30,8 @@ class SimulationResult:
     full_attention_steps: int = 0
     total_steps: int | None = None
     notes: tuple[str, ...] = field(default=())
-    runtime: Any = None   # a cost.RuntimePrediction when a hardware profile was given
-    backward: Any = None  # a BackwardResult when simulate(..., backward=True)
+    runtime: RuntimePrediction | None = None   # when a hardware profile was given
+    backward: BackwardResult | None = None     # when simulate(..., backward=True)
 
     # -- FLOPs --------------------------------------------------------------------------------
     def _flops(self, pairs: int) -> int:
@@ -79,54 +81,27 @@ class SimulationResult:
         return amdahl(speedup, self.attention_fraction, self.full_attention_steps, self.total_steps)
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat record printed by ``gnasim predict --format json`` (key names are a contract)."""
-        c, p = self.config, self.plan
-        out: dict[str, Any] = {
-            "hardware": self.hardware,
-            "kernel": self.kernel,
-            "input_size": format_tile(c.input_size),
-            "window_size": format_tile(c.window_size),
-            "stride": format_tile(c.stride),
-            "dilation": format_tile(c.dilation),
-            "causal": "x".join(str(int(v)) for v in c.causal),
-            "q_tile": format_tile(p.q_tile),
-            "kv_tile": format_tile(p.kv_tile),
-            "kv_tiling": p.mode,
-            "batch": c.batch, "heads": c.heads, "heads_kv": c.kv_heads,
-            "head_dim": c.head_dim, "head_dim_v": c.dim_v, "dtype": c.dtype,
-            "tokens": c.tokens,
-            "flop_speedup": self.flop_speedup,
-            "tile_speedup": self.tile_speedup,
-            "tile_speedup_mean": self.tile_speedup_mean,
-            "fully_block_sparse": p.fully_block_sparse,
-            "natten_fast_path": natten_fast_path(c),
-            "sparsity": self.sparsity,
-            "q_tiles": p.q_tiles,
-            "kv_tiles": p.kv_tiles,
-            "dense_kv_tiles_per_q_tile": self.dense_plan.kv_tiles_visited_max,
-            "kv_tiles_visited_max": p.kv_tiles_visited_max,
-            "kv_tiles_visited_mean": p.kv_tiles_visited_mean,
-            "tile_pairs_visited": p.tile_pairs_visited,
-            "tile_pairs_full": p.tile_pairs_full,
-            "tile_pairs_partial": p.tile_pairs_partial,
-            "attended_pairs": p.attended_pairs,
-            "flops_dense": self.flops_dense,
-            "flops_useful": self.flops_useful,
-            "flops_computed": self.flops_computed,
-            "flops_wasted": self.flops_wasted,
-        }
+        """The flat record printed by ``gnasim predict --format json`` (key names are a contract;
+        the columns are declared in :mod:`gnasim.record`)."""
+        c, p, d = self.config, self.plan, self.dense_plan
+        fraction = None
         if self.attention_fraction is not None:
-            out["attention_fraction"] = self.attention_fraction
-            out["e2e_flop_speedup"] = self.e2e(self.flop_speedup)
-            out["e2e_tile_speedup"] = self.e2e(self.tile_speedup)
-        if self.runtime is not None:
-            out.update(self.runtime.to_dict())
-            if self.attention_fraction is not None:
-                out["e2e_predicted_speedup"] = self.e2e(self.runtime.speedup_with_permute)
-        if self.backward is not None:
-            out.update(self.backward.to_dict())
-        out["notes"] = list(self.notes) + (list(self.runtime.notes) if self.runtime else [])
-        return out
+            fraction = effective_fraction(self.attention_fraction, self.full_attention_steps,
+                                          self.total_steps)
+        return record.to_dict(record.Row(
+            hardware=self.hardware, kernel=self.kernel, input_size=format_tile(c.input_size),
+            window_size=format_tile(c.window_size), stride=format_tile(c.stride),
+            dilation=format_tile(c.dilation), causal="x".join(str(int(v)) for v in c.causal),
+            q_tile=format_tile(p.q_tile), kv_tile=format_tile(p.kv_tile), kv_tiling=p.mode,
+            batch=c.batch, heads=c.heads, heads_kv=c.kv_heads, head_dim=c.head_dim,
+            head_dim_v=c.dim_v, dtype=c.dtype, tokens=c.tokens, q_tiles=p.q_tiles,
+            kv_tiles=p.kv_tiles, vsum=p.tile_pairs_visited, fsum=p.tile_pairs_full,
+            vmax=p.kv_tiles_visited_max, att=p.attended_pairs, dvmax=d.kv_tiles_visited_max,
+            dvsum=d.tile_pairs_visited, datt=d.attended_pairs, fast=fast_path(c),
+            per_pair=flops_per_pair(c.batch, c.heads, c.head_dim, c.dim_v),
+            tile_elems=p.q_tile_size * p.kv_tile_size, attention_fraction=self.attention_fraction,
+            fraction=fraction, rt=self.runtime, bwd=self.backward,
+            notes=list(self.notes) + (list(self.runtime.notes) if self.runtime else [])))
 
 
 @dataclass(frozen=True)
@@ -154,24 +129,21 @@ class BackwardResult:
         return self.dense_plan.tile_pairs_visited / self.plan.tile_pairs_visited
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``bwd_`` columns of the record (:mod:`gnasim.record`)."""
+        return {c.name: c.compute(record.Row(bwd=self)) for c in record.columns({"backward"})}
+
+    @property
+    def flops_dense(self) -> int:
+        return self._flops(self.dense_attended_pairs)
+
+    @property
+    def flops_useful(self) -> int:
+        return self._flops(self.attended_pairs)
+
+    @property
+    def flops_computed(self) -> int:
         p = self.plan
-        return {
-            "bwd_q_tile": format_tile(p.q_tile),
-            "bwd_kv_tile": format_tile(p.kv_tile),
-            "bwd_tile_speedup": self.tile_speedup,
-            "bwd_tile_speedup_mean": self.tile_speedup_mean,
-            "bwd_fully_block_sparse": p.fully_block_sparse,
-            "bwd_dense_q_tiles_per_kv_tile": self.dense_plan.q_tiles_visited_max,
-            "bwd_q_tiles_visited_max": p.q_tiles_visited_max,
-            "bwd_q_tiles_visited_mean": p.q_tiles_visited_mean,
-            "bwd_tile_pairs_visited": p.tile_pairs_visited,
-            "bwd_tile_pairs_full": p.tile_pairs_full,
-            "bwd_tile_pairs_partial": p.tile_pairs_partial,
-            "bwd_flops_dense": self._flops(self.dense_attended_pairs),
-            "bwd_flops_useful": self._flops(self.attended_pairs),
-            "bwd_flops_computed": self._flops(p.tile_pairs_visited * p.q_tile_size
-                                              * p.kv_tile_size),
-        }
+        return self._flops(p.tile_pairs_visited * p.q_tile_size * p.kv_tile_size)
 
 
 def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
@@ -205,8 +177,6 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
                              dense_plan.attended_pairs)
     runtime = None
     if profile is not None:
-        from gnasim.model.cost import predict_runtime
-        from gnasim.errors import GnasimError
         try:
             runtime = predict_runtime(config, plan, dense_plan, profile, kern.name)
         except GnasimError as err:

@@ -13,7 +13,9 @@ from gnasim.hardware.write import to_toml, write_profile
 from gnasim.cli import app, join_multi_values
 from gnasim.calibration.compare import compare, error_stats
 from gnasim.config import GNAConfig
-from gnasim.model.cost import Rates, launch_for, permute_time_ms, runtime_model, time_ms
+from gnasim.model.kernel import ModelParams, Rates, runtime_model
+from gnasim.model.launch import launch_for
+from gnasim.model.solve import permute_time_ms, time_ms
 from gnasim.errors import HardwareProfileError, MeasurementError
 from gnasim.hardware.profile import load_profile, read_profile_file
 from gnasim.calibration.measurements import BASE_COLUMNS, load_measurements
@@ -131,10 +133,10 @@ def test_calibrate_recovers_known_parameters():
             cfg = GNAConfig(input_size=layout, window_size=w, stride=s, q_tile=t or None,
                             kv_tile=t or None, heads=8)
             launch = launch_for(cfg, truth, impl)
-            km = truth.model.kernels[launch.kernel.name]
+            p = ModelParams.of(truth.model.kernels[launch.kernel.name], true_rm)
             rates = Rates.of(truth, "fp16")
-            ms = time_ms(launch.shape, km, true_rm, rates)
-            perm = permute_time_ms(launch.shape, km, rates)
+            ms = time_ms(launch.shape, p, rates)
+            perm = permute_time_ms(launch.shape, p, rates)
             lines.append(f"synthetic,H100-SXM,{impl},1,8,128,fp16,{layout},{w},{s},1,0,{t},{t},"
                          f"{ms:.9g},{perm:.9g},")
     import tempfile

@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from gnasim.calibration.fit import (DEFAULT_PRIOR_WEIGHT, BoundRow, RowResult, bind_rows, calibrate_profile)
-from gnasim.model.cost import explain, kernel_time, permute_time_ms, runtime_model
+from gnasim.calibration.fit import (DEFAULT_PRIOR_WEIGHT, BoundRow, RowResult, bind_rows,
+                                    calibrate_profile, predict_rows, row_results)
+from gnasim.model.kernel import ModelParams, runtime_model
+from gnasim.model.solve import explain, kernel_time, permute_time_ms
 from gnasim.errors import MeasurementError
 from gnasim.hardware.profile import HardwareProfile
 from gnasim.calibration.measurements import MeasurementSet
@@ -60,24 +62,13 @@ def error_stats(measured: list[float], predicted: list[float], *, log_r: bool = 
             "pearson_r": r, "within_10pct": float((err <= 10.0 + 1e-9).mean())}
 
 
+def _params(r: BoundRow) -> ModelParams:
+    return ModelParams.of(r.launch.kernel.model, runtime_model(r.profile))
+
+
 def _predict_rows(rows: list[BoundRow]) -> list[RowResult]:
-    """Predictions with each profile's current parameters."""
-    cache: dict[int, tuple[float, float]] = {}
-
-    def t(i: int) -> tuple[float, float]:
-        if i not in cache:
-            r = rows[i]
-            km = r.launch.kernel.model
-            cache[i] = (kernel_time(r.launch.shape, km, runtime_model(r.profile), r.rates).time_ms,
-                        permute_time_ms(r.launch.shape, km, r.rates))
-        return cache[i]
-
-    out = []
-    for i, r in enumerate(rows):
-        ti, pi = t(i)
-        b = r.baseline
-        out.append(RowResult(i, r.m, r.kernel, ti, pi, b, t(b)[0] if b is not None else None))
-    return out
+    """Predictions with each profile's current parameters (every row in one model call)."""
+    return row_results(rows, *predict_rows(rows, [_params(r) for r in rows]), range(len(rows)))
 
 
 def _loo_rows(rows: list[BoundRow], prior_weight: float) -> list[RowResult]:
@@ -107,9 +98,8 @@ def _explanation(rows: list[BoundRow], i: int) -> dict[str, Any]:
     L = r.launch
     if L.plan is None:
         return {}
-    rm = runtime_model(r.profile)
-    km = L.kernel.model
-    g = kernel_time(L.shape, km, rm, r.rates)
+    p = _params(r)
+    g = kernel_time(L.shape, p, r.rates)
     shape = L.shape
     out: dict[str, Any] = {
         "tile_bound": L.tile_bound,
@@ -121,9 +111,10 @@ def _explanation(rows: list[BoundRow], i: int) -> dict[str, Any]:
     }
     if r.baseline is not None:
         b = rows[r.baseline]
-        perm = permute_time_ms(shape, km, r.rates)
-        factors, steps, _, _ = explain(shape, L.own_dense, b.launch.shape, km,
-                                       b.launch.kernel.model, rm, r.rates, L.tile_bound, perm)
+        perm = permute_time_ms(shape, p, r.rates)
+        factors, steps, _, _ = explain(shape, L.own_dense, b.launch.shape, p,
+                                       ModelParams.of(b.launch.kernel.model, runtime_model(r.profile)),
+                                       r.rates, L.tile_bound, perm)
         out.update({f"factor_{k}": v for k, v in factors.items()})
         out.update({f"after_{k}": v for k, v in steps.items() if k != "tile_bound"})
     return out

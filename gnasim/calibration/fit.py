@@ -25,8 +25,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from gnasim.model.cost import (DEFAULT_BASELINE, Launch, Rates, baseline_name, launch_for, permute_time_ms,
-                   runtime_model, time_ms)
+from gnasim.model.kernel import DEFAULT_BASELINE, ModelParams, Rates, baseline_name, runtime_model
+from gnasim.model.launch import Launch, launch_for, stack_launches
+from gnasim.model.solve import permute_time_ms, time_ms
 from gnasim.errors import ConfigError, GnasimError, MeasurementError
 from gnasim.hardware.profile import HardwareProfile, KernelModel, RuntimeModel, load_profiles
 from gnasim.calibration.measurements import Measurement, MeasurementSet
@@ -184,16 +185,28 @@ class Problem:
         kms = {name: km.model_copy(update=k.get(name, {})) for name, km in self.models.items()}
         return rm, kms
 
-    def times(self, x: np.ndarray, idx: Iterable[int]) -> dict[int, tuple[float, float]]:
+    def times(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel and permutation times (ms) of every row under parameters ``x``, in one call."""
         rm, kms = self.build(x)
-        out = {}
-        for i in idx:
-            r = self.rows[i]
-            km = kms[r.kernel]
-            t = time_ms(r.launch.shape, km, rm, r.rates)
-            perm = permute_time_ms(r.launch.shape, km, r.rates)
-            out[i] = (t, perm)
-        return out
+        return predict_rows(self.rows, [ModelParams.of(kms[r.kernel], rm) for r in self.rows])
+
+
+def predict_rows(rows: list[BoundRow], params: list[ModelParams]) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and permutation times (ms) of bound rows, row ``i`` under ``params[i]``: one
+    evaluation of the runtime model over every row (the launches are stacked once)."""
+    key = tuple(id(r) for r in rows)     # the entry holds the rows: their ids stay theirs
+    hit = _STACKED.get(key)
+    if hit is None:
+        hit = (tuple(rows), stack_launches([r.launch.shape for r in rows]),
+               Rates.stack([r.rates for r in rows]))
+        _STACKED.clear()
+        _STACKED[key] = hit
+    _, shape, rates = hit
+    p = ModelParams.stack(params)
+    return time_ms(shape, p, rates), permute_time_ms(shape, p, rates)
+
+
+_STACKED: dict[tuple, tuple] = {}
 
 
 def _prior_model(km: KernelModel) -> KernelModel:
@@ -258,11 +271,12 @@ def fit(problem: Problem, *, prior_weight: float = DEFAULT_PRIOR_WEIGHT,
     idx = [i for i in range(len(problem.rows)) if i not in exclude]
     perm_idx = [i for i in idx if problem.rows[i].has_permute]
 
+    meas_t = np.array([problem.rows[i].m.attention_ms for i in idx])
+    meas_p = np.array([problem.rows[i].m.permute_ms for i in perm_idx])
+
     def meas_residuals(x: np.ndarray) -> np.ndarray:
-        t = problem.times(x, idx)
-        res = [math.log(t[i][0] / problem.rows[i].m.attention_ms) for i in idx]
-        res += [math.log(t[i][1] / problem.rows[i].m.permute_ms) for i in perm_idx]
-        return np.array(res)
+        t, perm = problem.times(x)
+        return np.concatenate([np.log(t[idx] / meas_t), np.log(perm[perm_idx] / meas_p)])
 
     def residuals(x: np.ndarray) -> np.ndarray:
         return np.concatenate([meas_residuals(x), prior_weight * (x - prior) / scale])
@@ -365,13 +379,17 @@ def speedup_metrics(results: list[RowResult]) -> dict[str, float | int | None]:
 
 
 def _row_results(problem: Problem, x: np.ndarray, idx: list[int]) -> list[RowResult]:
-    need = set(idx) | {problem.rows[i].baseline for i in idx if problem.rows[i].baseline is not None}
-    t = problem.times(x, need)
+    return row_results(problem.rows, *problem.times(x), idx)
+
+
+def row_results(rows: list[BoundRow], t: np.ndarray, perm: np.ndarray,
+                idx: Iterable[int]) -> list[RowResult]:
+    """Rows ``idx`` with their predicted times and their baseline row's."""
     out = []
     for i in idx:
-        r = problem.rows[i]
-        b = r.baseline
-        out.append(RowResult(i, r.m, r.kernel, t[i][0], t[i][1], b, t[b][0] if b is not None else None))
+        r, b = rows[i], rows[i].baseline
+        out.append(RowResult(i, r.m, r.kernel, float(t[i]), float(perm[i]), b,
+                             float(t[b]) if b is not None else None))
     return out
 
 
@@ -397,11 +415,6 @@ def calibrate_profile(profile: HardwareProfile, rows: list[BoundRow], *,
             f.sigma = np.sqrt(np.clip(np.diag(f.cov_unit), 0.0, None) * s2_loo)
     cal.model = _new_model(problem, f, cal)
     return cal
-
-
-def loo_predictions(profile: HardwareProfile, rows: list[BoundRow], *,
-                    prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> list[RowResult]:
-    return calibrate_profile(profile, rows, prior_weight=prior_weight, loo=True).loo
 
 
 def _new_model(problem: Problem, f: Fit, cal: Calibration | None = None) -> RuntimeModel:

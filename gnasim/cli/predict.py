@@ -122,7 +122,7 @@ def optimize(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Optional[
             notes.append(f"{row['kernel']} {row['q_tile']}/{row['kv_tile']}: no runtime "
                          "prediction, left out of the ranking")
             continue
-        d = res.runtime.to_dict()
+        d = res.to_dict()
         fwd.append({"kernel": row["kernel"], "q_tile": row["q_tile"], "kv_tile": row["kv_tile"],
                     "default": row["default"], "predicted_time_ms": d["predicted_time_ms"],
                     "predicted_permute_ms": d["predicted_permute_ms"],
@@ -299,7 +299,7 @@ def _with_choice(result: Any, profile: Any, choice: natten.Choice) -> Any:
     """The prediction against the dense baseline the backend flags chose."""
     if choice.baseline is None or result.runtime is None:
         return result
-    from gnasim.model.cost import predict_runtime
+    from gnasim.model.solve import predict_runtime
 
     runtime = predict_runtime(result.config, result.plan, result.dense_plan, profile,
                               result.kernel, baseline=choice.baseline)

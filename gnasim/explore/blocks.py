@@ -1,28 +1,60 @@
-"""The sweep plan: blocks of rows that share everything but per-axis options."""
+"""The sweep plan: blocks of rows that share everything but per-axis options.
+
+A block fixes hardware, kernel, head dim, layout and tile shape; each axis has a list of options
+(window, stride, dilation, causal) with their per-axis statistics. With a runtime model, a block
+also holds what its rows' launches share (:class:`BlockRuntime`): per-axis launch facts, the
+kernel's parameters and the dense side of each causal pattern. Which record parts a block's rows
+have (:mod:`gnasim.record`) is decided here, once.
+"""
 
 from __future__ import annotations
-
 
 import itertools
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
 
+from gnasim.bounds import flops_per_pair
 from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import load_profile
+from gnasim.hardware.tiles import resolve_tiles
 from gnasim.explore.grid import AxisGrid, SweepSpec, _axis_values, _broadcast_grid, axis_rule
-from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, FAST_KEYS, RUNTIME_KEYS, _EXACT_FLOAT, _INT64_MAX
-from gnasim.plan.stats import STATS as _STATS, STAT_INDEX as _S, axis_stats_many
+from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, _EXACT_FLOAT, _INT64_MAX
+from gnasim.model.launch import axis_front
+from gnasim.model.solve import DenseSide, Prepared, prepare
+from gnasim.plan.stats import STATS, STAT_INDEX, axis_stats_many
+from gnasim.plan.tiling import axis_plans, tile_plans
+from gnasim import record
 
 
 
 # -- the plan: blocks of rows ------------------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
+class AxisLaunch:
+    """Per option of one axis: Q tiles that visit a KV tile, and the (full, visited) tiles of its
+    undominated CTA classes (``(n_d, K)``, rows padded by repeating a class)."""
+
+    nz: np.ndarray
+    front_full: np.ndarray
+    front_vis: np.ndarray
+
+
+@dataclass(frozen=True)
+class BlockRuntime:
+    """What the runtime model needs for every row of a block: the prepared kernel and dense side
+    of each causal pattern (``sides[code]``, code = causal flags as bits) and per-axis facts."""
+
+    prepared: Prepared
+    sides: dict[int, DenseSide]
+    axes: tuple[AxisLaunch, ...]
+
+
+@dataclass(eq=False)
 class Block:
     """Rows sharing hardware, kernel, head dim, layout and tile shape; per-axis options inside."""
 
@@ -34,20 +66,13 @@ class Block:
     q_tile: tuple[int, ...]
     kv_tile: tuple[int, ...]
     opts: list[np.ndarray]              # per axis: (n_d, 4) window, stride, dilation, causal
-    stats: list[np.ndarray]             # per axis: (n_d, 9) int64 or object
+    stats: list[np.ndarray]             # per axis: (n_d, 10) int64 or object
     fractions: tuple[float, ...]
-    probe: dict[str, Any] = field(default_factory=dict)   # flattened to_dict() of row 0
-    notes: tuple[str, ...] | None = None  # the notes of every row, or None: they vary (per row)
     exact_int64: bool = True
-    runtime_ok: bool = False            # runtime columns from the batched runtime model
-    rt_notes: bool = False              # notes too (tile notes + the runtime's, per row)
-    tile_notes: tuple[str, ...] = ()
-    cache: dict = field(default_factory=dict, repr=False)   # per-process string dictionaries
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["cache"] = {}
-        return state
+    config: GNAConfig | None = None     # row 0 (batch, heads, dims and dtype of every row)
+    notes: tuple[str, ...] = ()         # every row's notes (plus its dense side's)
+    runtime: BlockRuntime | None = None
+    parts: frozenset[str] = frozenset({"plan", "notes"})   # record parts of its rows
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -70,7 +95,6 @@ class SweepPlan:
     combinations: int
     invalid: Counter
     skipped: list[str]
-    slow_columns: list[str]
 
     @property
     def rows(self) -> int:
@@ -138,9 +162,6 @@ def _tile_candidates(spec: SweepSpec, kern: Any, rank: int, head_dim: int,
 
 def plan_sweep(spec: SweepSpec) -> SweepPlan:
     """Expand a spec into blocks (per-axis statistics computed here, once per axis option)."""
-    from gnasim.hardware.tiles import resolve_tiles
-    from gnasim.simulate import simulate
-
     blocks: list[Block] = []
     invalid: Counter = Counter()
     skipped: list[str] = []
@@ -150,7 +171,7 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
     for g in spec.input_size:
         layouts.extend(itertools.product(*g))
     layouts = list(dict.fromkeys(layouts))
-    columns: dict[str, None] = {}
+    parts: set[str] = set()
     for hw in spec.hardware:
         profile = load_profile(hw) if hw is not None else None
         for kern in _kernels(spec, profile):
@@ -182,48 +203,63 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
                             invalid[reason] += n * nf
                         if blk is None:
                             continue
-                        cfg = _row_config(spec, blk, 0)
-                        res = simulate(cfg, profile, kernel=kern.name if kern else None,
-                                       kv_tiling=mode,
-                                       attention_fraction=spec.attention_fraction[0]
-                                       if spec.attention_fraction else None,
-                                       full_attention_steps=spec.full_attention_steps,
-                                       total_steps=spec.total_steps)
-                        blk.probe = flatten_record(res.to_dict())
-                        runtime = any(k not in FAST_KEYS for k in blk.probe)
-                        if not runtime:
-                            blk.notes = tuple(blk.probe["notes"])
-                        elif spec.bounds_only:   # only the tile-shape notes, as resolve_tiles gives
-                            blk.notes = tuple(resolve_tiles(cfg, kern)[1])
-                        elif any(k in RUNTIME_KEYS for k in blk.probe):
-                            blk.tile_notes = tuple(resolve_tiles(cfg, kern)[1])
-                            from gnasim.explore.columns import _runtime_context
-                            blk.runtime_ok = _runtime_context(spec, blk, profile) is not None
-                            blk.rt_notes = blk.runtime_ok and all(
-                                k in FAST_KEYS or k in RUNTIME_KEYS for k in blk.probe)
-                        for k in blk.probe:
-                            if not spec.bounds_only or k in FAST_KEYS:
-                                columns.setdefault(k, None)
+                        _finish_block(spec, blk, profile, kern)
+                        parts |= blk.parts
                         blocks.append(blk)
-    cols = list(columns)
-    if "notes" in cols:                      # to_dict() puts notes last; keep it last
-        cols.remove("notes")
-        cols.append("notes")
-    slow = [c for c in cols if c not in FAST_KEYS and (
-        c not in RUNTIME_KEYS or any(c in b.probe and not b.runtime_ok for b in blocks))]
-    if "notes" in cols and any(b.notes is None and not b.rt_notes for b in blocks):
-        slow.append("notes")
-    return SweepPlan(spec, blocks, cols, combinations, invalid, list(dict.fromkeys(skipped)), slow)
+    cols = [c.name for c in record.columns(parts or {"plan", "notes"})]
+    return SweepPlan(spec, blocks, cols, combinations, invalid, list(dict.fromkeys(skipped)))
 
 
-def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: nested mappings of ``to_dict()`` become columns."""
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            out.update(flatten_record(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
+def _finish_block(spec: SweepSpec, blk: Block, profile: Any, kern: Any) -> None:
+    """Row 0's config, the block's notes, its runtime model and its record parts."""
+    blk.config, notes = resolve_tiles(_row_config(spec, blk, 0), kern)
+    parts = {"plan", "notes"} | ({"fraction"} if spec.attention_fraction else set())
+    if profile is not None and not spec.bounds_only:
+        try:
+            blk.runtime = _block_runtime(blk, profile)
+            parts |= {"runtime"} | ({"runtime_fraction"} if spec.attention_fraction else set())
+        except GnasimError as err:
+            notes.append(f"no runtime prediction: {err}")
+    blk.notes = tuple(notes)
+    blk.parts = frozenset(parts)
+
+
+def _block_runtime(blk: Block, profile: Any) -> BlockRuntime:
+    """The runtime model's shared part of a block: per causal pattern, the prepared kernel and
+    dense side (as ``simulate`` prepares them), and per axis option, its launch facts."""
+    cfg0, rank = blk.config, len(blk.layout)
+    sides: dict[int, DenseSide] = {}
+    prepared = None
+    for code in np.unique(causal_codes(blk)).tolist():
+        cfg = cfg0.model_copy(update={"causal": tuple(bool((code >> d) & 1) for d in range(rank))})
+        (dense_plan,) = tile_plans([cfg.dense()], blk.mode)
+        prepared = prepare(cfg, dense_plan, profile, blk.kernel)
+        sides[code] = prepared.side
+    axes = []
+    for d in range(rank):
+        keys = [(blk.layout[d], int(K), int(S), int(D), bool(c), blk.q_tile[d], blk.kv_tile[d],
+                 blk.mode) for K, S, D, c in blk.opts[d]]
+        fronts = [axis_front(ap) for ap in axis_plans(keys)]
+        k = max(len(f) for _, f, _ in fronts)
+        pad = lambda t: list(t) + [t[0]] * (k - len(t))
+        axes.append(AxisLaunch(np.array([z for z, _, _ in fronts], dtype=np.int64),
+                               np.array([pad(f) for _, f, _ in fronts], dtype=np.int64),
+                               np.array([pad(v) for _, _, v in fronts], dtype=np.int64)))
+    return BlockRuntime(prepared, sides, tuple(axes))
+
+
+def causal_codes(blk: Block, idx: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """Per row (per-axis option indices ``idx``; None: every combination of options), the
+    causal flags of its axes as bits."""
+    if idx is None:
+        parts = [blk.opts[d][:, 3].astype(np.int64) << d for d in range(len(blk.opts))]
+        out = parts[0]
+        for p in parts[1:]:
+            out = np.add.outer(out, p)
+        return np.asarray(out).ravel()
+    out = np.zeros(len(idx[0]), dtype=np.int64)
+    for d in range(len(idx)):
+        out |= blk.opts[d][idx[d], 3].astype(np.int64) << d
     return out
 
 
@@ -266,11 +302,11 @@ def _make_block(hw, kern, mode, hd, layout, q, kv, grids, fractions, per_pair):
         stats.append(flat[i:i + len(opts[d])])
         i += len(opts[d])
     # exact in int64 and in float64 division? (else Python ints, slower but exact)
-    top = [math.prod(max(r[j] for r in stats[d]) for d in range(rank)) for j in range(len(_STATS))]
+    top = [math.prod(max(r[j] for r in stats[d]) for d in range(rank)) for j in range(len(STATS))]
     tile_elems = math.prod(q) * math.prod(kv)
     # rows are the full product of per-axis options, so these maxima are reached: exact checks
-    flops = {"flops_dense": top[_S["datt"]] * per_pair, "flops_useful": top[_S["att"]] * per_pair,
-             "flops_computed": top[_S["vsum"]] * tile_elems * per_pair}
+    flops = {"flops_dense": top[STAT_INDEX["datt"]] * per_pair, "flops_useful": top[STAT_INDEX["att"]] * per_pair,
+             "flops_computed": top[STAT_INDEX["vsum"]] * tile_elems * per_pair}
     for key, value in flops.items():
         if value > _INT64_MAX:
             raise GnasimError(f"sweep: column {key} exceeds 64-bit integers ({value:.3e}) for "
@@ -283,9 +319,8 @@ def _make_block(hw, kern, mode, hd, layout, q, kv, grids, fractions, per_pair):
 
 
 def _per_pair(spec: SweepSpec, head_dim: int) -> int:
-    """FLOPs per attended pair (QK^T and PV, all batches and heads), as attention_flops()."""
     hdv = spec.head_dim_v if spec.head_dim_v is not None else head_dim
-    return 2 * (head_dim + hdv) * spec.batch * spec.heads
+    return flops_per_pair(spec.batch, spec.heads, head_dim, hdv)
 
 
 def _row_config(spec: SweepSpec, blk: Block, row: int) -> GNAConfig:

@@ -23,11 +23,20 @@ from typing import Any
 
 import numpy as np
 
-from gnasim.bounds import amdahl
+from gnasim import record
+from gnasim.bounds import amdahl, effective_fraction
 from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError
 from gnasim.hardware.profile import HardwareProfile
-from gnasim.plan.stats import STAT_INDEX as _S, axis_stats_many
+from gnasim.plan.stats import STAT_INDEX, axis_stats_many
+
+
+# the prediction record's columns in a recommendation (with an attention share: FRACTION_COLUMNS)
+RECORD_COLUMNS = ("tile_speedup", "flop_speedup", "fully_block_sparse", "kv_tiles_visited_max",
+                  "dense_kv_tiles_per_q_tile", "tile_speedup_mean", "sparsity", "q_tile",
+                  "kv_tile", "kv_tiling", "hardware", "kernel", "input_size", "window_size",
+                  "dilation", "causal")
+FRACTION_COLUMNS = ("attention_fraction", "e2e_tile_speedup", "e2e_flop_speedup")
 
 
 @dataclass
@@ -40,6 +49,7 @@ class StrideSearch:
     kernel: str | None
     vmax: np.ndarray                   # KV tiles visited by the worst Q tile, shape K_0 x K_1 ...
     vsum: np.ndarray                   # all visited tile pairs
+    fsum: np.ndarray                   # all fully dense tile pairs
     attended: np.ndarray               # attended (query, key) pairs
     dense_vmax: int
     dense_vsum: int
@@ -85,37 +95,26 @@ class StrideSearch:
         return tuple(int(np.argmin(_axis_min(self.vmax, d))) + 1 for d in range(self.vmax.ndim))
 
     def record(self, stride: tuple[int, ...]) -> dict[str, Any]:
-        """One JSON object of ``gnasim recommend --format json``."""
-        c = self.config
-        tile, flop = self.tile_speedup(stride), self.flop_speedup(stride)
-        out: dict[str, Any] = {
-            "stride": format_tile(stride),
-            "stride_size": math.prod(stride),
-            "tile_speedup": tile,
-            "flop_speedup": flop,
-            "fully_block_sparse": self.fully_block_sparse(stride),
-            "pareto": bool(self.pareto[_at(stride)]),
-            "smallest_block_sparse": stride == self.smallest_block_sparse,
-            "kv_tiles_visited_max": int(self.vmax[_at(stride)]),
-            "dense_kv_tiles_per_q_tile": self.dense_vmax,
-            "tile_speedup_mean": self.dense_vsum / int(self.vsum[_at(stride)]),
-            "sparsity": 1.0 - int(self.attended[_at(stride)]) / self.dense_attended,
-            "q_tile": format_tile(c.q_tile),
-            "kv_tile": format_tile(c.kv_tile),
-            "kv_tiling": self.mode,
-            "hardware": self.hardware,
-            "kernel": self.kernel,
-            "input_size": format_tile(c.input_size),
-            "window_size": format_tile(c.window_size),
-            "dilation": format_tile(c.dilation),
-            "causal": "x".join(str(int(v)) for v in c.causal),
-        }
+        """One JSON object of ``gnasim recommend --format json``: the stride's Pareto facts and
+        the prediction record's columns (:mod:`gnasim.record`) for it."""
+        c, at = self.config, _at(stride)
+        fraction = None
         if self.attention_fraction is not None:
-            out["attention_fraction"] = self.attention_fraction
-            e2e = lambda s: amdahl(s, self.attention_fraction, self.full_attention_steps,
-                                   self.total_steps)
-            out["e2e_tile_speedup"] = e2e(tile)
-            out["e2e_flop_speedup"] = e2e(flop)
+            fraction = effective_fraction(self.attention_fraction, self.full_attention_steps,
+                                          self.total_steps)
+        row = record.Row(
+            hardware=self.hardware, kernel=self.kernel, input_size=format_tile(c.input_size),
+            window_size=format_tile(c.window_size), dilation=format_tile(c.dilation),
+            causal="x".join(str(int(v)) for v in c.causal), q_tile=format_tile(c.q_tile),
+            kv_tile=format_tile(c.kv_tile), kv_tiling=self.mode, vmax=int(self.vmax[at]),
+            vsum=int(self.vsum[at]), fsum=int(self.fsum[at]), att=int(self.attended[at]),
+            dvmax=self.dense_vmax, dvsum=self.dense_vsum, datt=self.dense_attended,
+            attention_fraction=self.attention_fraction, fraction=fraction)
+        out: dict[str, Any] = {"stride": format_tile(stride), "stride_size": math.prod(stride),
+                               "pareto": bool(self.pareto[at]),
+                               "smallest_block_sparse": stride == self.smallest_block_sparse}
+        names = RECORD_COLUMNS + (FRACTION_COLUMNS if fraction is not None else ())
+        out.update({n: record.BY_NAME[n].compute(row) for n in names})
         return out
 
     def records(self) -> list[dict[str, Any]]:
@@ -185,13 +184,13 @@ def search_strides(config: GNAConfig, mode: str = "static", hardware: str | None
         keys = [(L, K, S, D, bool(config.causal[d]), config.q_tile[d], config.kv_tile[d], mode)
                 for S in range(1, K + 1)]
         per_axis.append(np.array(axis_stats_many(keys), dtype=object))
-    col = lambda name: [a[:, _S[name]].astype(np.int64) for a in per_axis]
+    col = lambda name: [a[:, STAT_INDEX[name]].astype(np.int64) for a in per_axis]
     vmax = _outer(col("vmax"))
-    dense = lambda name: math.prod(int(a[0, _S[name]]) for a in per_axis)
-    block_sparse = [a[:, _S["vsum"]] == a[:, _S["fsum"]] for a in per_axis]
+    dense = lambda name: math.prod(int(a[0, STAT_INDEX[name]]) for a in per_axis)
+    block_sparse = [a[:, STAT_INDEX["vsum"]] == a[:, STAT_INDEX["fsum"]] for a in per_axis]
     return StrideSearch(
         config=config, mode=mode, hardware=hardware, kernel=kernel, vmax=vmax,
-        vsum=_outer(col("vsum")), attended=_outer(col("att")), dense_vmax=dense("dvmax"),
+        vsum=_outer(col("vsum")), fsum=_outer(col("fsum")), attended=_outer(col("att")), dense_vmax=dense("dvmax"),
         dense_vsum=dense("dvsum"), dense_attended=dense("datt"),
         axis_block_sparse=[np.asarray(b, dtype=bool) for b in block_sparse],
         pareto=pareto_mask(vmax), attention_fraction=attention_fraction,
@@ -272,9 +271,9 @@ def propose_windows(config: GNAConfig, target_sparsity: float, mode: str = "stat
         options = []
         for k in ks:
             rows = [next(stats) for _ in range(k)]
-            options.append((k, rows[0][_S["att"]], rows[0][_S["datt"]], rows[0][_S["dvmax"]],
-                            min(r[_S["vmax"]] for r in rows),
-                            any(r[_S["vsum"]] == r[_S["fsum"]] for r in rows)))
+            options.append((k, rows[0][STAT_INDEX["att"]], rows[0][STAT_INDEX["datt"]], rows[0][STAT_INDEX["dvmax"]],
+                            min(r[STAT_INDEX["vmax"]] for r in rows),
+                            any(r[STAT_INDEX["vsum"]] == r[STAT_INDEX["fsum"]] for r in rows)))
         per_axis.append(options)
     cands = []
     for combo in itertools.product(*per_axis):

@@ -20,13 +20,11 @@ columns are products of the per-axis statistics, gathered and multiplied with nu
 rows at a time. Invalid options (stride > window, ...) are filtered per axis, so the number of
 invalid combinations is exact without enumerating them.
 
-Every column is whatever :meth:`gnasim.simulate.SimulationResult.to_dict` returns: each block is
-probed with one real :func:`gnasim.simulate.simulate` call, the vectorised values of that row are
-checked against it. With a hardware profile the runtime-model columns come from the batched
-runtime model (:func:`gnasim.cost.predict_runtime_many`, the same arithmetic as ``simulate``, fed
-with per-row launch structure built from per-axis factors), checked against the probe too.
-Columns neither path knows (keys added to ``to_dict`` later) are filled by calling ``simulate``
-row by row: correct, but about 1,000 rows per second (the summary names such columns).
+Every column is declared once in :mod:`gnasim.record`, and a chunk's columns are the record's
+formulas evaluated on numpy arrays (:mod:`gnasim.explore.columns`): the numbers are those of
+:meth:`gnasim.simulate.SimulationResult.to_dict` (to about 1e-15 relative). With a hardware
+profile, the runtime-model columns come from the same runtime model (:mod:`gnasim.model`), fed
+with per-row launch structure built from per-axis facts.
 
 Output is streamed in chunks to ``FILE.partial`` (CSV: whole chunks appended; Parquet: one row
 group per chunk) and renamed over ``FILE`` only when the table is complete, so ``FILE`` is always
@@ -52,7 +50,7 @@ from typing import Any, Callable
 
 
 from gnasim.errors import ConfigError, OutputError
-from gnasim.explore.columns import _arrow, check_probes, column_type, compute_chunk
+from gnasim.explore.columns import _arrow, column_type, compute_chunk
 from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, PARALLEL_MIN_ROWS
 from gnasim.explore.blocks import SweepPlan, iter_chunks, plan_sweep
 from gnasim.explore.grid import SweepSpec, spec_from_mapping
@@ -66,7 +64,6 @@ def sweep_table(spec: SweepSpec, fmt: str = "parquet"):
     """The whole sweep as one pyarrow Table (in memory: for small sweeps and notebooks)."""
     pa, _ = _arrow()
     plan = plan_sweep(spec)
-    check_probes(plan)
     tables = [compute_chunk(plan, bi, lo, hi, fmt) for bi, lo, hi in iter_chunks(plan)]
     if not tables:
         return pa.table({c: pa.array([], column_type(c, fmt) or pa.string()) for c in plan.columns})
@@ -93,7 +90,6 @@ class SweepSummary:
     seconds: float
     jobs: int
     interrupted: bool
-    slow_columns: list[str]
     partial: str | None = None      # where the rows of an interrupted run wait for --resume
 
     @property
@@ -161,7 +157,6 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, resume: bool = False,
         why = ", ".join(f"{n:,} {r}" for r, n in plan.invalid.most_common()) or \
             "; ".join(plan.skipped) or "the grid is empty"
         raise ConfigError(f"sweep: no valid configuration in the grid ({why})")
-    check_probes(plan)
     sink = make_sink(out, fmt, plan)
     with exclusive_lock(out) as lock_fd:
         related = out.is_file() and sink.is_ours(out)
@@ -174,11 +169,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, resume: bool = False,
             verify_prefix(plan, src, fmt, done, chunk_rows)
         resumed = done
         if jobs is None:
-            # per-row simulate() (~ms a row) pays for worker processes much sooner
-            threshold = PARALLEL_MIN_ROWS if not plan.slow_columns else 256
-            jobs = min(os.cpu_count() or 1, 8) if total - done >= threshold else 1
-            if plan.slow_columns:
-                chunk_rows = min(chunk_rows, max(64, (total - done) // (4 * jobs)))
+            jobs = min(os.cpu_count() or 1, 8) if total - done >= PARALLEL_MIN_ROWS else 1
         interrupted = False
         if done == total:
             sink.publish_existing(src)
@@ -189,7 +180,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, resume: bool = False,
         out=str(out), format=fmt, combinations=plan.combinations, rows=total,
         invalid=dict(plan.invalid.most_common()), skipped_groups=plan.skipped,
         written=done - resumed, resumed_rows=resumed, seconds=time.perf_counter() - t0,
-        jobs=jobs, interrupted=interrupted, slow_columns=plan.slow_columns,
+        jobs=jobs, interrupted=interrupted,
         partial=str(sink.partial) if interrupted else None)
 
 

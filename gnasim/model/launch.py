@@ -1,0 +1,357 @@
+"""The parameter-free structure of a kernel launch, from per-axis tile statistics.
+
+A launch is what the tile plan says about one kernel run, before any efficiency: how many CTAs
+(one per Q tile that visits a KV tile, per batch and head), how many unmasked and masked tiles
+the mean CTA runs, the CTA classes that can be the longest, the compulsory HBM traffic and the
+bytes a token permutation moves. Every one of these is a product over axes of per-axis numbers
+(the GNA mask is an AND of per-axis masks), so :func:`build_launch` takes per-axis facts and is
+the one place these formulas live: ``predict`` gives it one configuration's ints, the sweep
+gives it numpy arrays with one value per row, and the arithmetic is the same.
+
+Masking policy decides which tiles are masked: ``all`` masks every tile, ``all-or-none`` every
+visited tile unless NATTEN's fast-path predicate holds, ``partial-only`` the partial tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import reduce
+from operator import mul
+from typing import Any
+
+import numpy as np
+
+from gnasim.config import GNAConfig
+from gnasim.errors import ConfigError
+from gnasim.hardware.profile import HardwareProfile
+from gnasim.hardware.tiles import resolve_tiles
+from gnasim.model.kernel import ResolvedKernel, resolve_kernel
+from gnasim.plan.fast_path import natten_fast_path
+from gnasim.plan.tiling import AxisPlan, TilePlan, axis_plan, tile_plan
+
+_CACHE_MAX = 4096
+
+
+def remember(cache: dict, key: Any, value: Any) -> Any:
+    """Store ``value`` under ``key`` in a FIFO cache of at most 4,096 entries; return it."""
+    if len(cache) >= _CACHE_MAX:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+    return value
+
+
+@dataclass(frozen=True)
+class AxisFacts:
+    """One axis of a launch: tile sums, Q and KV tiles, Q tiles that visit a KV tile, and the
+    (full, visited) tiles of the axis's CTA classes no other class dominates (``front_full``,
+    ``front_vis``). Ints and tuples for one configuration; per-row arrays (fronts ``(N, K)``) for
+    many. ``length``, ``q_tile`` and ``kv_tile`` are always ints."""
+
+    length: int
+    q_tile: int
+    kv_tile: int
+    dilation: Any
+    vsum: Any
+    fsum: Any
+    vmax: Any
+    qt: Any
+    kvt: Any
+    nz: Any
+    front_full: Any
+    front_vis: Any
+
+
+def axis_front(ap: AxisPlan) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """Q tiles of an axis that visit a KV tile, and the (full, visited) tiles of the classes of
+    the axis that no other class dominates in (full, partial) tiles. A product class using a
+    dominated class of one axis is dominated by the one using the dominating class (its partial
+    tiles are ``V v - F f`` with ``V >= F``), so products of these cover the launch's front."""
+    pairs, counts = ap.pair_counts()
+    vis, full = pairs[:, 0].tolist(), pairs[:, 1].tolist()
+    nz = int(sum(c for v, c in zip(vis, counts.tolist()) if v > 0))
+    pts = sorted({(f, v - f) for v, f in zip(vis, full) if v > 0}, reverse=True)
+    front: list[tuple[int, int]] = []
+    for f, m in pts:
+        if not front or m > front[-1][1]:
+            front.append((f, m))
+    front = front or [(0, 0)]
+    return nz, tuple(f for f, _ in front), tuple(f + m for f, m in front)
+
+
+_axis_cache: dict[tuple, AxisFacts] = {}
+
+
+def axis_key(ap: AxisPlan) -> tuple:
+    """The parameters that determine a planned axis."""
+    return (ap.length, ap.window, ap.stride, ap.dilation, ap.causal, ap.q_tile, ap.kv_tile, ap.mode)
+
+
+def axis_facts(ap: AxisPlan) -> AxisFacts:
+    """The facts of one planned axis (cached by its parameters: plans are immutable)."""
+    key = axis_key(ap)
+    hit = _axis_cache.get(key)
+    if hit is None:
+        nz, ff, fv = axis_front(ap)
+        hit = remember(_axis_cache, key, AxisFacts(
+            ap.length, ap.q_tile, ap.kv_tile, ap.dilation, ap.visited_sum, ap.full_sum,
+            ap.visited_max, ap.dilation * ap.q_tiles_per_group,
+            ap.dilation * ap.kv_tiles_per_group, nz, ff, fv))
+    return hit
+
+
+@dataclass(frozen=True)
+class LaunchShape:
+    """What the tile plan says about a launch (or one per row, as arrays): CTAs, the mean CTA's
+    unmasked and masked tiles, the CTA classes that can be longest (``front_u``/``front_m``:
+    tuples, or ``(N, K)`` arrays), the most tiles of one CTA, Q tiles reading each KV tile, and
+    bytes. Tile shape, head dims and dtype size are the same for every row."""
+
+    q_rows: Any
+    kv_rows: Any
+    head_dim: Any
+    head_dim_v: Any
+    dtype_bytes: Any
+    ctas: Any
+    mean_u: Any
+    mean_m: Any
+    front_u: Any
+    front_m: Any
+    max_tiles: Any
+    kv_reuse: Any
+    hbm_bytes: Any
+    permute_bytes: Any
+    masked_pairs: Any
+    tile_pairs: Any
+    mask_all: Any
+
+
+def _prod(values) -> Any:
+    return reduce(mul, values)
+
+
+def _front_product(axes: list[AxisFacts]) -> tuple[Any, Any]:
+    full, vis = axes[0].front_full, axes[0].front_vis
+    if isinstance(full, np.ndarray):
+        n = len(full)
+        full, vis = full.astype(np.float64), vis.astype(np.float64)   # exact below 2**53
+        for a in axes[1:]:
+            full = (full[:, :, None] * a.front_full[:, None, :]).reshape(n, -1)
+            vis = (vis[:, :, None] * a.front_vis[:, None, :]).reshape(n, -1)
+        return full, vis
+    for a in axes[1:]:
+        full = tuple(x * y for x in full for y in a.front_full)
+        vis = tuple(x * y for x in vis for y in a.front_vis)
+    # one launch: keep only the classes no other dominates (fewer terms in the solver's maximum)
+    keep: list[tuple[int, int]] = []
+    for f, v in sorted(zip(full, vis), key=lambda c: (-c[0], -(c[1] - c[0]))):
+        if not keep or v - f > keep[-1][1] - keep[-1][0]:
+            keep.append((f, v))
+    return tuple(f for f, _ in keep), tuple(v for _, v in keep)
+
+
+def masks_every_tile(masking: str, fast: Any) -> Any:
+    """The masking-policy decision: does the kernel mask every visited tile?"""
+    if masking == "all":
+        return fast | True
+    if masking == "all-or-none":
+        return ~fast if isinstance(fast, np.ndarray) else not fast
+    return fast & False
+
+
+def hbm_bytes(batch: int, dtype_bytes: int, heads: int, kv_heads: int, dd: int, q_tokens: Any,
+              kv_tokens: Any) -> Any:
+    """Compulsory HBM traffic: Q and K/V read once, O written once (padded layouts)."""
+    return batch * dtype_bytes * (q_tokens * heads * dd + kv_tokens * kv_heads * dd)
+
+
+def permute_moved(batch: int, dtype_bytes: int, heads: int, kv_heads: int, head_dim: int,
+                  head_dim_v: int, tokens: int, q_pad: Any, kv_pad: Any) -> Any:
+    """Bytes a token permutation moves: Q, K, V copied in (and padded), O copied out."""
+    return batch * dtype_bytes * ((tokens + q_pad) * heads * head_dim
+                                  + (tokens + kv_pad) * kv_heads * (head_dim + head_dim_v)
+                                  + (q_pad + tokens) * heads * head_dim_v)
+
+
+def build_launch(axes: list[AxisFacts], config: GNAConfig, masking: str, token_permute: bool,
+                 fast: Any) -> LaunchShape:
+    """A launch from per-axis facts (ints or per-row arrays), for ``config``'s batch, heads, dims
+    and dtype (its per-axis options are those of ``axes``). ``fast``: NATTEN's fast-path
+    predicate (a bool or per-row bools)."""
+    many = isinstance(axes[0].vsum, np.ndarray)
+    f64 = (lambda x: np.asarray(x, dtype=np.float64)) if many else float
+    i64 = (lambda x: np.asarray(x).astype(np.int64)) if many else int
+    where = np.where if many else (lambda c, a, b: a if c else b)
+    hb = config.batch * config.heads
+    vsum, fsum = _prod(a.vsum for a in axes), _prod(a.fsum for a in axes)
+    qt, kvt = _prod(a.qt for a in axes), _prod(a.kvt for a in axes)
+    ctas = _prod(a.nz for a in axes) * hb
+    mask_all = masks_every_tile(masking, fast)
+    vmax = _prod(a.vmax for a in axes)
+    # every tile masked, or no partial tile: the CTA with the most tiles is the longest
+    one_class = mask_all | (vsum == fsum)
+    if one_class.all() if many else one_class:
+        front_u = where(mask_all, 0.0, f64(vmax))
+        front_m = where(mask_all, f64(vmax), 0.0)
+        front_u, front_m = ((front_u[:, None], front_m[:, None]) if many
+                            else ((front_u,), (front_m,)))
+    else:
+        full, vis = _front_product(axes)
+        if many:
+            front_u = np.where(mask_all[:, None], 0.0, full)
+            front_m = np.where(mask_all[:, None], vis, vis - full)
+        elif mask_all:
+            front_u, front_m = tuple(0 for _ in full), vis
+        else:
+            front_u, front_m = full, tuple(v - f for v, f in zip(vis, full))
+    q_rows = math.prod(a.q_tile for a in axes)
+    kv_rows = math.prod(a.kv_tile for a in axes)
+    b, e, h, hk = config.batch, config.dtype_bytes, config.heads, config.kv_heads
+    d, dv = config.head_dim, config.dim_v
+    perm = np.zeros(len(vsum)) if many else 0.0
+    if token_permute:
+        q_pad, kv_pad = qt * q_rows, kvt * kv_rows
+        n = config.tokens
+        spans = all(a.q_tile == a.length and a.kv_tile == a.length for a in axes[1:])
+        undilated = _prod([a.dilation == 1 for a in axes])
+        identity = undilated & (q_pad == n) & (kv_pad == n) & spans
+        perm = where(identity, 0.0, f64(permute_moved(b, e, h, hk, d, dv, n, q_pad, kv_pad)))
+    masked = where(mask_all, vsum, vsum - fsum)
+    return LaunchShape(
+        q_rows, kv_rows, d, dv, e, ctas=i64(ctas),
+        mean_u=where(mask_all, 0.0, f64(fsum * hb) / f64(ctas)),
+        mean_m=f64(masked * hb) / f64(ctas),
+        front_u=front_u, front_m=front_m, max_tiles=f64(vmax),
+        kv_reuse=np.maximum(1.0, f64(vsum) / np.maximum(f64(kvt), 1.0)) if many
+        else max(1.0, vsum / max(kvt, 1)),
+        hbm_bytes=f64(hbm_bytes(b, e, h, hk, d + dv, qt * q_rows, kvt * kv_rows)),
+        permute_bytes=perm, masked_pairs=i64(masked * hb), tile_pairs=i64(vsum * hb),
+        mask_all=mask_all)
+
+
+def stack_launches(shapes: list[LaunchShape]) -> LaunchShape:
+    """One launch per row from launches of one configuration each (fronts padded by repeating
+    a class): what the calibration fit evaluates in one call."""
+    k = max(len(s.front_u) for s in shapes)
+    pad = lambda t: list(t) + [t[0]] * (k - len(t))
+    ints = ("q_rows", "kv_rows", "head_dim", "head_dim_v", "dtype_bytes", "ctas", "masked_pairs",
+            "tile_pairs")
+    out = {f: np.array([getattr(s, f) for s in shapes],
+                       dtype=np.int64 if f in ints else bool if f == "mask_all" else np.float64)
+           for f in LaunchShape.__dataclass_fields__ if f not in ("front_u", "front_m")}
+    return LaunchShape(**out, front_u=np.array([pad(s.front_u) for s in shapes], dtype=np.float64),
+                       front_m=np.array([pad(s.front_m) for s in shapes], dtype=np.float64))
+
+
+_fast_cache: dict[tuple, bool] = {}
+_shape_cache: dict[tuple, LaunchShape] = {}
+
+
+def fast_path(config: GNAConfig) -> bool:
+    """NATTEN's fast-path predicate of a configuration (cached)."""
+    key = (config.input_size, config.window_size, config.stride, config.dilation, config.causal,
+           config.q_tile, config.kv_tile)
+    hit = _fast_cache.get(key)
+    if hit is None:
+        hit = remember(_fast_cache, key, natten_fast_path(config))
+    return hit
+
+
+def launch_shape(config: GNAConfig, plan: TilePlan, rk: ResolvedKernel,
+                 fast: bool | None = None) -> LaunchShape:
+    """The launch of a tiled (GNA or dense-as-GNA) kernel over a tile plan (cached)."""
+    fast = fast_path(config) if fast is None else fast
+    key = (tuple(axis_key(a) for a in plan.axes), rk.masking, rk.token_permute, fast, config.batch, config.heads,
+           config.kv_heads, config.head_dim, config.dim_v, config.dtype)
+    hit = _shape_cache.get(key)
+    if hit is None:
+        hit = remember(_shape_cache, key, build_launch([axis_facts(a) for a in plan.axes], config,
+                                                       rk.masking, rk.token_permute, fast))
+    return hit
+
+
+def permute_bytes(config: GNAConfig, plan: TilePlan) -> float:
+    """Bytes moved by token permutation and padding (zero when the permuted layout is the input
+    layout: no dilation, no padding, every tile spanning every axis but the first)."""
+    return build_launch([axis_facts(a) for a in plan.axes], config, "partial-only", True,
+                        False).permute_bytes
+
+
+def flat_config(config: GNAConfig, rows: tuple[int, int]) -> GNAConfig | None:
+    """Self attention on ``config``'s problem as one flat sequence tiled by ``rows`` (None: causal
+    masking on more than one axis cannot be flattened)."""
+    causal_axes = [ax for ax, c in enumerate(config.causal) if c]
+    if causal_axes and (len(causal_axes) > 1 or any(
+            L > 1 for ax, L in enumerate(config.input_size) if ax != causal_axes[0])):
+        return None
+    n = config.tokens
+    return config.model_copy(update={
+        "input_size": (n,), "window_size": (n,), "stride": (1,), "dilation": (1,),
+        "causal": (bool(causal_axes),), "q_tile": (rows[0],), "kv_tile": (rows[1],)})
+
+
+def dense_launch_shape(config: GNAConfig, rk: ResolvedKernel) -> LaunchShape | None:
+    """A dense kernel on the self-attention problem as one flat sequence (None: it cannot run it,
+    i.e. causal masking on more than one axis)."""
+    rows = rk.dense_rows
+    flat = flat_config(config, rows) if rows is not None else None
+    if flat is None:
+        return None
+    n, causal = flat.input_size[0], flat.causal[0]
+    plan = TilePlan((axis_plan(n, n, 1, 1, causal, rows[0], rows[1], "static"),))
+    dense_rk = replace(rk, masking="partial-only", token_permute=False)
+    return launch_shape(flat, plan, dense_rk, fast=not causal)
+
+
+# -- one measured implementation on one problem (calibration and compare) --------------------
+@dataclass(frozen=True)
+class Launch:
+    """An implementation on a problem, bound to the model: the launch shape and, for GNA runs,
+    the tile plans and the kernel's own dense launch (for explanations)."""
+
+    kernel: ResolvedKernel
+    config: GNAConfig
+    shape: LaunchShape
+    plan: TilePlan | None = None
+    dense_plan: TilePlan | None = None
+    own_dense: LaunchShape | None = None
+
+    @property
+    def tile_bound(self) -> float | None:
+        if self.plan is None or self.dense_plan is None:
+            return None
+        return self.dense_plan.kv_tiles_visited_max / self.plan.kv_tiles_visited_max
+
+
+def launch_for(config: GNAConfig, profile: HardwareProfile, implementation: str,
+               masking: str | None = None, kv_tiling: str | None = None) -> Launch:
+    """Bind an implementation run on a problem to the model.
+
+    Self attention (window = layout) on a kernel with a ``dense_tile`` and no tiles given runs as
+    one flat sequence with that tile; anything else runs the kernel's tile plan (tiles from the
+    config, else the kernel's default).
+    """
+    rk = resolve_kernel(profile, implementation, masking, kv_tiling)
+    dense = (config.window_size == config.input_size and all(s == 1 for s in config.stride)
+             and all(d == 1 for d in config.dilation))
+    if rk.dense_only and not dense:
+        raise ConfigError(f"window: implementation '{rk.name}' runs self attention only "
+                          f"(window must equal layout)")
+    if dense and (rk.dense_only or (not config.has_tiles and rk.dense_rows is not None)):
+        shape = dense_launch_shape(config, rk)
+        if shape is None:
+            if rk.dense_only:
+                raise ConfigError(f"causal: '{rk.name}' cannot run causal masking on several axes")
+            raise ConfigError(f"q_tile: '{rk.name}' runs causal self attention on several axes "
+                              "tiled, not as one sequence; give q_tile and kv_tile")
+        return Launch(rk, config, shape)
+    if not config.has_tiles:
+        if rk.kernel is None:
+            raise ConfigError(f"q_tile: implementation '{rk.name}' has no default tile shape; "
+                              "give q_tile and kv_tile")
+        config, _ = resolve_tiles(config, rk.kernel)
+    plan = tile_plan(config, rk.kv_tiling)
+    dense_plan = tile_plan(config.dense(), rk.kv_tiling)
+    shape = launch_shape(config, plan, rk)
+    own = launch_shape(config.dense(), dense_plan, rk, fast=None if any(config.causal) else True)
+    return Launch(rk, config, shape, plan, dense_plan, own)

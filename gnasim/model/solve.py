@@ -1,0 +1,421 @@
+"""The runtime model's arithmetic: a launch's time on one GPU, and why (written once).
+
+From first principles plus the efficiency parameters of a hardware profile (``[model]``):
+
+* **One tile** (a Q tile against a KV tile) costs the p-norm (``overlap_sharpness``) of three
+  times: its MMAs (``2 q k (d + d_v)`` FLOPs at ``tensor_efficiency`` of the SM's tensor peak),
+  its softmax (one exp2 per score element on the MUFU, plus ``softmax_ops_per_element`` FP32-lane
+  operations) and its K/V load (``k (d + d_v)`` bytes from HBM, shared by the resident CTAs that
+  read the same KV tile). A *masked* tile adds ``mask_ops_per_element`` lane operations per score
+  element to the softmax side.
+* **One CTA** costs its unmasked and masked tiles plus ``cta_overhead_us``; CTAs are scheduled
+  over the SMs in waves (``ceil(n / SMs)`` waves of the mean CTA, never less than the longest).
+* **One launch** adds ``launch_latency_us`` and is never faster than its compulsory HBM traffic.
+  The clock falls from the datasheet clock towards ``sustained_clock_fraction`` of it as a kernel
+  keeps running (time constant ``clock_time_constant_ms``): long measured runs are power-limited.
+* **Token permutation** moves Q, K, V in and O out at ``permute_bandwidth_share`` of HBM bandwidth.
+* **The dense baseline** is a named dense kernel with its own tile, schedule and efficiencies.
+
+Every function takes a :class:`~gnasim.model.launch.LaunchShape` of one launch (floats) or of many
+(numpy arrays, one value per row) and does the same elementwise arithmetic on either: the helper
+namespace (:data:`SCALAR` or :data:`ARRAY`) is picked once per call; ``**`` is Python's power
+on floats and numpy's on arrays (they agree to about 1e-16 relative). Parameters
+(:class:`~gnasim.model.kernel.ModelParams`, :class:`~gnasim.model.kernel.Rates`) may be arrays
+too (the calibration fit evaluates every row in one call).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gnasim.config import GNAConfig
+from gnasim.errors import ConfigError
+from gnasim.hardware.profile import HardwareProfile
+from gnasim.model.kernel import ModelParams, Rates, ResolvedKernel, baseline_name, resolve_kernel, runtime_model
+from gnasim.model.launch import LaunchShape, axis_key, dense_launch_shape, launch_shape, remember
+from gnasim.plan.tiling import TilePlan
+
+BOUNDS = ("tensor", "exp", "memory", "latency")
+
+
+class SCALAR:
+    """Elementwise helpers on Python floats."""
+
+    maximum = staticmethod(max)
+    exp = staticmethod(math.exp)
+    any = staticmethod(bool)
+
+    @staticmethod
+    def where(cond: bool, a: Any, b: Any) -> Any:
+        return a if cond else b
+
+    @staticmethod
+    def ratio(a: float, b: float) -> float:
+        """``a / b``, 0 where ``b`` is not positive."""
+        return a / b if b > 0 else 0.0
+
+    @staticmethod
+    def front_max(fu: tuple, fm: tuple, t_u: float, t_m: float) -> float:
+        if len(fu) == 1:
+            return fu[0] * t_u + fm[0] * t_m
+        return max(u * t_u + m * t_m for u, m in zip(fu, fm))
+
+    @staticmethod
+    def argmax(values: dict[str, float]) -> str:
+        return max(values, key=values.get)
+
+
+class ARRAY:
+    """The same helpers on numpy arrays."""
+
+    exp = staticmethod(np.exp)
+    any = staticmethod(np.any)
+    where = staticmethod(np.where)
+
+    @staticmethod
+    def maximum(*xs: Any) -> np.ndarray:
+        return reduce(np.maximum, xs)
+
+    @staticmethod
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        pos = b > 0
+        return np.where(pos, a / np.where(pos, b, 1.0), 0.0)
+
+    @staticmethod
+    def front_max(fu: np.ndarray, fm: np.ndarray, t_u: Any, t_m: Any) -> np.ndarray:
+        out = fu * np.reshape(t_u, (-1, 1))
+        out += fm * np.reshape(t_m, (-1, 1))
+        return out.max(axis=1)
+
+    @staticmethod
+    def argmax(values: dict[str, np.ndarray]) -> np.ndarray:
+        stacked = np.stack(np.broadcast_arrays(*(values[k] for k in BOUNDS)), axis=1)
+        return np.array(BOUNDS, dtype=object)[np.argmax(stacked, axis=1)]
+
+
+def ops_for(value: Any) -> type:
+    """The helper namespace for a launch's values (arrays or floats)."""
+    return ARRAY if isinstance(value, np.ndarray) else SCALAR
+
+
+class Solved(NamedTuple):
+    """Seconds of one model evaluation (floats or arrays)."""
+
+    total: Any
+    f: Any
+    t_u: Any
+    t_m: Any
+    mean: Any
+    cmax: Any
+    makespan: Any
+    t_mma: Any
+    t_sfx: Any
+    t_msk: Any
+    t_ld: Any
+    mem_s: Any
+    over: Any
+    launch: Any
+
+
+def solve(shape: LaunchShape, p: ModelParams, rates: Rates, clock: bool = True,
+          overheads: bool = True, memory: bool = True) -> Solved:
+    """The time of a launch under the model, with the sustained clock, the overheads (CTA,
+    launch) and memory (K/V loads, HBM floor) each switched on or off (the explanation steps)."""
+    ops = ops_for(shape.ctas)
+    dd = shape.head_dim + shape.head_dim_v
+    elems = shape.q_rows * shape.kv_rows * 1.0
+    t_mma0 = 2.0 * elems * dd / (rates.tensor_flops_sm * p.tensor_efficiency)
+    t_sfx0 = elems * (1.0 / rates.exp_sm + p.softmax_ops_per_element / rates.lanes_sm)
+    t_msk0 = elems * p.mask_ops_per_element / rates.lanes_sm
+    t_ld = mem_s = 0.0
+    if memory:
+        share = ops.where(shape.kv_reuse < rates.sms, shape.kv_reuse, rates.sms * 1.0)
+        t_ld = (shape.kv_rows * dd * shape.dtype_bytes * rates.sms
+                / (share * rates.hbm_bytes_s * p.memory_efficiency))
+        mem_s = shape.hbm_bytes / (rates.hbm_bytes_s * p.memory_efficiency)
+    waves = -(-shape.ctas // rates.sms)
+    over = p.cta_overhead_us * 1e-6 if overheads else 0.0
+    launch = p.launch_latency_us * 1e-6 if overheads else 0.0
+    sharp = p.overlap_sharpness
+    inv_p = 1.0 / sharp
+    maximum, front_max = ops.maximum, ops.front_max
+    mean_u, mean_m, front_u, front_m = shape.mean_u, shape.mean_m, shape.front_u, shape.front_m
+
+    def evaluate(f: Any) -> tuple:
+        t_mma, t_sfx, t_msk = t_mma0 / f, t_sfx0 / f, t_msk0 / f
+        t_sm = t_sfx + t_msk
+        # tile times: smooth maxima (p-norms) of MMA, softmax (+ mask) and load times
+        top = maximum(t_mma, t_sfx, t_ld)
+        t_u = top * ((t_mma / top) ** sharp + (t_sfx / top) ** sharp + (t_ld / top) ** sharp) ** inv_p
+        top = maximum(t_mma, t_sm, t_ld)
+        t_m = top * ((t_mma / top) ** sharp + (t_sm / top) ** sharp + (t_ld / top) ** sharp) ** inv_p
+        mean = mean_u * t_u + mean_m * t_m + over
+        cmax = front_max(front_u, front_m, t_u, t_m) + over
+        makespan = maximum(waves * mean, cmax)
+        return (maximum(makespan, mem_s) + launch, f, t_u, t_m, mean, cmax, makespan, t_mma,
+                t_sfx, t_msk)
+
+    res = evaluate(1.0)
+    if clock:
+        s, tau = p.sustained_clock_fraction, p.clock_time_constant_ms * 1e-3
+        exp, where, anything = ops.exp, ops.where, ops.any
+        f = 1.0
+        for _ in range(20):
+            # rows whose clock has settled keep it (and so their time): the fixed point per row
+            f_new = s + (1.0 - s) * exp(-res[0] / tau)
+            move = abs(f_new - f) >= 1e-6
+            if not anything(move):
+                break
+            f = where(move, f_new, f)
+            res = evaluate(f)
+    return Solved(*res, t_ld, mem_s, over, launch)
+
+
+def time_ms(shape: LaunchShape, p: ModelParams, rates: Rates) -> Any:
+    """Only the predicted time of a launch (ms)."""
+    return solve(shape, p, rates).total * 1e3
+
+
+def tile_makespan(shape: LaunchShape, sms: Any) -> Any:
+    """Makespan in tile-times when every tile costs the same and nothing else costs anything."""
+    waves = -(-shape.ctas // sms)
+    return ops_for(shape.ctas).maximum(waves * (shape.mean_u + shape.mean_m), shape.max_tiles)
+
+
+def permute_time_ms(shape: LaunchShape, p: ModelParams, rates: Rates) -> Any:
+    """Time of the token permutation (and padding) around the launch, 0 when it needs none."""
+    ops = ops_for(shape.permute_bytes)
+    return ops.where(shape.permute_bytes > 0,
+                     shape.permute_bytes / (rates.hbm_bytes_s * p.permute_bandwidth_share) * 1e3,
+                     0.0)
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    """The predicted time of a launch and where it goes (floats, or arrays per row)."""
+
+    time_ms: Any
+    clock_fraction: Any
+    ctas: Any
+    waves: Any
+    tile_us: Any
+    masked_tile_us: Any
+    cta_us_mean: Any
+    cta_us_max: Any
+    makespan_ms: Any
+    memory_ms: Any
+    components_ms: dict[str, Any]
+    bound: Any
+
+    @property
+    def mask_factor(self) -> Any:
+        return self.masked_tile_us / self.tile_us
+
+
+def kernel_time(shape: LaunchShape, p: ModelParams, rates: Rates) -> KernelTime:
+    """Time of a launch (forward pass) under the given parameters, and where it goes."""
+    ops = ops_for(shape.ctas)
+    r = solve(shape, p, rates)
+    waves_eff = ops.ratio(r.makespan, r.mean)
+    tiles = shape.mean_u + shape.mean_m
+    comp = {
+        "tensor": waves_eff * tiles * r.t_mma * 1e3,
+        "exp": waves_eff * (tiles * r.t_sfx + shape.mean_m * r.t_msk) * 1e3,
+        "memory": ops.maximum(waves_eff * tiles * r.t_ld, r.mem_s) * 1e3,
+        "latency": (r.launch + waves_eff * r.over) * 1e3,
+    }
+    return KernelTime(r.total * 1e3, r.f, shape.ctas, shape.ctas / rates.sms, r.t_u * 1e6,
+                      r.t_m * 1e6, r.mean * 1e6, r.cmax * 1e6, r.makespan * 1e3, r.mem_s * 1e3,
+                      comp, ops.argmax(comp))
+
+
+# -- the dense side and the explanation --------------------------------------------------------
+@dataclass(frozen=True)
+class DenseSide:
+    """What a prediction needs of the dense side, the same for every GNA config with the same
+    dense problem on one kernel: the kernel's own dense launch under the explanation's model
+    steps, and the baseline's time. Fields are arrays when stacked per row (:meth:`take`)."""
+
+    mask_s: Any            # own dense launch: tile costs only (no overheads, memory or clock)
+    over_s: Any            # ... with overheads and memory
+    full_s: Any            # ... with the sustained clock too
+    tile_makespan: Any     # ... in tile-times
+    dense: KernelTime      # the baseline launch
+    baseline: Any
+    notes: tuple[str, ...] = ()
+
+    @staticmethod
+    def take(sides: list["DenseSide"], which: np.ndarray) -> "DenseSide":
+        """Per row ``i``, the values of ``sides[which[i]]`` (as arrays)."""
+        pick = lambda get: np.array([get(s) for s in sides])[which]
+        d = {f: pick(lambda s, f=f: getattr(s.dense, f)) for f in KernelTime.__dataclass_fields__
+             if f != "components_ms"}
+        d["components_ms"] = {k: pick(lambda s, k=k: s.dense.components_ms[k]) for k in BOUNDS}
+        return DenseSide(pick(lambda s: s.mask_s), pick(lambda s: s.over_s),
+                         pick(lambda s: s.full_s), pick(lambda s: s.tile_makespan),
+                         KernelTime(**d), np.array([s.baseline for s in sides], dtype=object)[which])
+
+
+def make_side(own_dense: LaunchShape, p: ModelParams, base: LaunchShape, base_p: ModelParams,
+              rates: Rates, baseline: str, notes: tuple[str, ...] = ()) -> DenseSide:
+    return DenseSide(solve(own_dense, p, rates, False, False, False).total,
+                     solve(own_dense, p, rates, False, True, True).total,
+                     solve(own_dense, p, rates).total, tile_makespan(own_dense, rates.sms),
+                     kernel_time(base, base_p, rates), baseline, notes)
+
+
+_dense_cache: dict[tuple, tuple[HardwareProfile, Any, DenseSide]] = {}
+
+
+def dense_side(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
+               rk: ResolvedKernel, baseline: str | None = None) -> DenseSide:
+    """The dense side of a prediction (cached by the dense problem; ``profile`` by identity)."""
+    key = (id(profile), id(rk.model), rk.name, rk.masking, rk.token_permute, baseline,
+           tuple(axis_key(a) for a in dense_plan.axes),
+           config.tokens, config.causal, config.batch, config.heads, config.kv_heads,
+           config.head_dim, config.dim_v, config.dtype)
+    hit = _dense_cache.get(key)
+    if hit is not None and hit[0] is profile and hit[1] is rk.model:   # identities: no stale ids
+        return hit[2]
+    rm = runtime_model(profile)
+    rates = Rates.of(profile, config.dtype)
+    own_dense = launch_shape(config.dense(), dense_plan, rk,
+                             fast=None if any(config.causal) else True)
+    brk = resolve_kernel(profile, baseline or baseline_name(profile))
+    base = dense_launch_shape(config, brk) if brk.dense_rows else None
+    base_model, base_name, notes = brk.model, brk.name, ()
+    if base is None:
+        base, base_model, base_name = own_dense, rk.model, f"{rk.name} (dense)"
+        notes = (f"baseline {brk.name} cannot run this causal pattern; "
+                 f"{rk.name} with window = layout is the baseline",)
+    side = make_side(own_dense, ModelParams.of(rk.model, rm), base,
+                     ModelParams.of(base_model, rm), rates, base_name, notes)
+    remember(_dense_cache, key, (profile, rk.model, side))
+    return side
+
+
+def speedup_steps(tile_bound: Any, side: DenseSide, tile_makespan: Any, mask_s: Any,
+                  over_s: Any, time_ms: Any, permute_ms: Any) -> tuple[dict, dict]:
+    """Speedup from the tile bound to the prediction, one model feature at a time, and the
+    factors between the steps. Each step is a ratio dense / GNA under the model with one more
+    feature on: ``waves`` (real CTA schedule, every tile the same cost), ``masking`` (tile costs
+    from tensor and softmax throughput, masked tiles dearer), ``overheads`` (CTA overhead, launch,
+    K/V loads and the HBM floor), ``clock`` (each run at its own sustained clock), ``baseline``
+    (the named dense kernel instead of this kernel run dense), ``permute`` (permutation added)."""
+    steps = {
+        "tile_bound": tile_bound,
+        "waves": side.tile_makespan / tile_makespan,
+        "masking": side.mask_s / mask_s,
+        "overheads": side.over_s / over_s,
+        "clock": side.full_s * 1e3 / time_ms,
+        "baseline": side.dense.time_ms / time_ms,
+        "permute": side.dense.time_ms / (time_ms + permute_ms),
+    }
+    names = list(steps)
+    factors = {n: steps[n] / steps[names[i - 1]] for i, n in enumerate(names) if i > 0}
+    return factors, steps
+
+
+# -- one prediction with its explanation -------------------------------------------------------
+@dataclass(frozen=True)
+class RuntimePrediction:
+    """Predicted times on one GPU, the realistic speedups, and the factors between bound and them
+    (floats for one configuration, arrays for a sweep chunk)."""
+
+    kernel: str
+    baseline: Any
+    gna: KernelTime
+    dense: KernelTime
+    permute_ms: Any
+    factors: dict[str, Any]
+    speedups: dict[str, Any]
+    masked_tiles: Any
+    tile_pairs: Any
+    mask_all: Any
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def time_ms(self) -> Any:
+        return self.gna.time_ms
+
+    @property
+    def total_ms(self) -> Any:
+        return self.gna.time_ms + self.permute_ms
+
+    @property
+    def speedup(self) -> Any:
+        return self.dense.time_ms / self.gna.time_ms
+
+    @property
+    def speedup_with_permute(self) -> Any:
+        return self.dense.time_ms / self.total_ms
+
+
+def predict_launch(kernel: str, shape: LaunchShape, side: DenseSide, p: ModelParams,
+                   rates: Rates, tile_bound: Any) -> RuntimePrediction:
+    """The prediction for a GNA launch (or one per row) against its dense side."""
+    g = kernel_time(shape, p, rates)
+    perm = permute_time_ms(shape, p, rates)
+    factors, steps = speedup_steps(
+        tile_bound, side, tile_makespan(shape, rates.sms),
+        solve(shape, p, rates, False, False, False).total,
+        solve(shape, p, rates, False, True, True).total, g.time_ms, perm)
+    return RuntimePrediction(kernel, side.baseline, g, side.dense, perm, factors, steps,
+                             shape.masked_pairs, shape.tile_pairs, shape.mask_all, side.notes)
+
+
+class Prepared(NamedTuple):
+    """What every GNA launch of one kernel on one dense problem shares."""
+
+    kernel: ResolvedKernel
+    params: ModelParams
+    rates: Rates
+    side: DenseSide
+
+
+def prepare(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
+            kernel: str | None = None, baseline: str | None = None) -> Prepared:
+    """The kernel, its parameters, the GPU's rates and the dense side for ``config``'s problem
+    (raises a GnasimError when the model cannot predict it)."""
+    rk = resolve_kernel(profile, kernel)
+    if rk.dense_only:
+        raise ConfigError(f"kernel: '{rk.name}' runs self attention only, not GNA")
+    key = (id(profile), id(rk.model), config.dtype)
+    hit = _params_cache.get(key)
+    if hit is None or hit[0] is not profile or hit[1] is not rk.model:   # identities: no stale ids
+        hit = remember(_params_cache, key, (profile, rk.model, ModelParams.of(
+            rk.model, runtime_model(profile)), Rates.of(profile, config.dtype)))
+    return Prepared(rk, hit[2], hit[3], dense_side(config, dense_plan, profile, rk, baseline))
+
+
+_params_cache: dict[tuple, tuple] = {}
+
+
+def predict_runtime(config: GNAConfig, plan: TilePlan, dense_plan: TilePlan,
+                    profile: HardwareProfile, kernel: str | None = None,
+                    tile_bound: float | None = None, baseline: str | None = None,
+                    fast: bool | None = None) -> RuntimePrediction:
+    """The runtime prediction for a simulated configuration (tiles set) on a profile."""
+    rk, params, rates, side = prepare(config, dense_plan, profile, kernel, baseline)
+    if tile_bound is None:
+        tile_bound = dense_plan.kv_tiles_visited_max / plan.kv_tiles_visited_max
+    return predict_launch(rk.name, launch_shape(config, plan, rk, fast), side, params, rates,
+                          tile_bound)
+
+
+def explain(gna: LaunchShape, own_dense: LaunchShape, base: LaunchShape, p: ModelParams,
+            base_p: ModelParams, rates: Rates, tile_bound: float, permute_ms: float
+            ) -> tuple[dict[str, float], dict[str, float], KernelTime, KernelTime]:
+    """:func:`speedup_steps` for a measured GNA launch against a measured baseline launch."""
+    side = make_side(own_dense, p, base, base_p, rates, "")
+    g = kernel_time(gna, p, rates)
+    factors, steps = speedup_steps(
+        tile_bound, side, tile_makespan(gna, rates.sms),
+        solve(gna, p, rates, False, False, False).total,
+        solve(gna, p, rates, False, True, True).total, g.time_ms, permute_ms)
+    return factors, steps, g, side.dense
