@@ -140,14 +140,9 @@ class GroupTiles:
         return unique_pairs(pairs_a[0], pairs_a[1], np.concatenate(weights))
 
 
-class AxisTiles:
-    """What both per-axis plans share: rows per (dilation group, stationary tile), kept as
-    :class:`GroupTiles` per distinct group length (``groups``, with ``weights`` groups each), and
-    their sums, maxima and distributions computed without expanding the periodic runs.
-
-    Subclasses are frozen dataclasses with the axis parameters, ``groups`` and ``weights``, and
-    name their :data:`direction`.
-    """
+@dataclass(frozen=True)
+class AxisParams:
+    """The parameters of one axis, as every per-axis plan (and the kernels' tables) names them."""
 
     length: int
     window: int
@@ -156,8 +151,31 @@ class AxisTiles:
     causal: bool
     q_tile: int
     kv_tile: int
+
+
+def row_view(row: int, doc: str) -> property:
+    """A read-only property: row ``row`` of :attr:`AxisTiles.rows`, shape ``(dilation, tiles)``."""
+    return property(lambda self: self.rows[row], doc=doc)
+
+
+class AxisTiles(AxisParams):
+    """What both per-axis plans share: rows per (dilation group, stationary tile), kept as
+    :class:`GroupTiles` per distinct group length (``groups``, with ``weights`` groups each), and
+    their sums, maxima and distributions computed without expanding the periodic runs.
+
+    Subclasses are frozen dataclasses that add ``q_tiles_per_group``, ``kv_tiles_per_group``,
+    ``groups`` and ``weights`` to the :class:`AxisParams`, and name their :data:`direction`.
+    """
+
+    q_tiles_per_group: int
+    kv_tiles_per_group: int
     groups: tuple[GroupTiles, ...]
     weights: tuple[int, ...]
+
+    visited = row_view(VISITED, "Tiles of the other side visited per stationary tile.")
+    full = row_view(FULL, "Fully dense tiles among the visited ones, per stationary tile.")
+    full_first = row_view(FULL_FIRST, "First token (group-local) of each tile's fully dense run "
+                                      "(the first visited token when the run is empty).")
 
     @property
     def direction(self) -> Direction:
@@ -181,9 +199,19 @@ class AxisTiles:
                                    self.kv_tile)
 
     @property
-    def full_first(self) -> np.ndarray:
-        """First token (group-local) of each tile's fully dense run, ``(dilation, tiles)``."""
-        return self.rows[FULL_FIRST]
+    def n_long(self) -> int:
+        """Dilation groups of the longer length (``groups[0]``)."""
+        return self.weights[0]
+
+    @property
+    def padded_q_length(self) -> int:
+        """Padded length of the axis for Q (all groups)."""
+        return self.q_tiles_per_group * self.q_tile * self.dilation
+
+    @property
+    def padded_kv_length(self) -> int:
+        """Padded length of the axis for KV (all groups)."""
+        return self.kv_tiles_per_group * self.kv_tile * self.dilation
 
     @cached_property
     def visited_sum(self) -> int:
@@ -221,9 +249,11 @@ EngineKey = tuple  # (length, window, stride, dilation, causal, q_tile, kv_tile)
 
 @dataclass(frozen=True)
 class BuiltAxis:
-    """The engine's output for one key: tiles per group, the groups per length, the lengths."""
+    """The engine's output for one key: Q and KV tiles per group, the groups per length, the
+    lengths."""
 
-    tiles_per_group: int
+    q_tiles_per_group: int
+    kv_tiles_per_group: int
     groups: tuple[GroupTiles, ...]
     weights: tuple[int, ...]
     lengths: tuple[int, ...]
@@ -315,13 +345,15 @@ def _confirm(direction: Direction, run: _Run, prm: tuple, rows3: np.ndarray) -> 
 
 def build_axes(keys: list[EngineKey], direction: Direction) -> list[BuiltAxis]:
     """Segments of many axes, their explicit tiles computed together in one numpy pass."""
-    layout = []      # per key: (tiles per group, lengths, weights, [(prm, [runs]) per length])
+    layout = []      # per key: (stationary tiles per group, lengths, weights,
+                     #           [(prm, [runs]) per length], (Q, KV tiles per group))
     candidates = []  # (key index, length index, run, prm)
     for ki, key in enumerate(keys):
         L, K, S, D, qt, kvt = (int(key[i]) for i in (0, 1, 2, 3, 5, 6))
         causal = bool(key[4])
         T = direction.tile(qt, kvt)
-        n = cdiv(L, T * D)
+        tiles = (cdiv(L, qt * D), cdiv(L, kvt * D))     # Q and KV tiles per group
+        n = direction.tile(*tiles)                      # stationary ones
         lengths, weights = split_groups(L, D)
         per = []
         for li, Lg in enumerate(lengths):
@@ -334,7 +366,7 @@ def build_axes(keys: list[EngineKey], direction: Direction) -> list[BuiltAxis]:
                 t0, t1 = cdiv(lo_tok, T), hi_tok // T
                 if (t1 - t0) // p >= 3:
                     candidates.append((ki, li, _Run(t0, p, (t1 - t0) // p), prm))
-        layout.append((n, lengths, weights, per))
+        layout.append((n, lengths, weights, per, tiles))
 
     # confirm the candidate runs on their first two and last blocks (one pass for all)
     ranges = []
@@ -350,7 +382,7 @@ def build_axes(keys: list[EngineKey], direction: Direction) -> list[BuiltAxis]:
 
     # explicit stretches between runs, and one block per run (one pass for all)
     ranges, kinds, spans = [], [], []
-    for n, _, _, per in layout:
+    for n, _, _, per, _ in layout:
         span = []
         for prm, runs in per:
             begin, pos = len(ranges), 0
@@ -385,6 +417,6 @@ def build_axes(keys: list[EngineKey], direction: Direction) -> list[BuiltAxis]:
         return Segment(block, r.repeats if r else 1, r.step if r else zero, tuple(sums[i]),
                        tuple(maxs_l[i]))
 
-    return [BuiltAxis(n, tuple(GroupTiles(tuple(segment(i) for i in range(b, e))) for b, e in span),
-                      weights, lengths)
-            for (n, lengths, weights, _), span in zip(layout, spans)]
+    return [BuiltAxis(*tiles, tuple(GroupTiles(tuple(segment(i) for i in range(b, e)))
+                                    for b, e in span), weights, lengths)
+            for (_, lengths, weights, _, tiles), span in zip(layout, spans)]

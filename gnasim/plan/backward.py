@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from gnasim.errors import ConfigError
-from gnasim.plan.axis import FIRST, FULL, VISITED, AxisTiles, Direction, GroupTiles, build_axes, cdiv
+from gnasim.plan.axis import FIRST, AxisTiles, Direction, GroupTiles, build_axes, cdiv, row_view
 from gnasim.plan.cache import BoundedCache
-from gnasim.plan.product import ProductPlan
+from gnasim.plan.product import KVStationary, ProductPlan
 from gnasim.plan.windows import inverse_window_bounds, inverse_window_pieces
 
 __all__ = ["BackwardAxisPlan", "BackwardPlan", "backward_axis_plan", "backward_axis_plans",
@@ -77,39 +77,20 @@ class BackwardAxisPlan(AxisTiles):
     """Per-axis backward statistics for every (dilation group, KV tile) on one axis.
 
     ``groups[i]`` holds the KV tiles of the i-th distinct group length; ``weights[i]`` groups have
-    that length (the first ``L % D`` groups are one longer). Array views have shape
-    ``(dilation, kv_tiles_per_group)``.
+    that length (the first ``L % D`` groups are one longer). Array views (``visited`` ...) have
+    shape ``(dilation, kv_tiles_per_group)``.
     """
 
-    length: int
-    window: int
-    stride: int
-    dilation: int
-    causal: bool
-    q_tile: int
-    kv_tile: int
     q_tiles_per_group: int
     kv_tiles_per_group: int
     groups: tuple[GroupTiles, ...] = ()
     weights: tuple[int, ...] = ()
 
+    q_first = row_view(FIRST, "First query (group-local) of the first Q tile visited.")
+
     @property
     def direction(self) -> Direction:
         return BACKWARD
-
-    @property
-    def visited(self) -> np.ndarray:
-        """Q tiles visited, shape ``(dilation, kv_tiles_per_group)``."""
-        return self.rows[VISITED]
-
-    @property
-    def full(self) -> np.ndarray:
-        return self.rows[FULL]
-
-    @property
-    def q_first(self) -> np.ndarray:
-        """First query (group-local) of the first Q tile visited."""
-        return self.rows[FIRST]
 
 
 BackwardAxisKey = tuple  # (length, window, stride, dilation, causal, q_tile, kv_tile)
@@ -117,7 +98,7 @@ _PLANS: BoundedCache[BackwardAxisKey, BackwardAxisPlan] = BoundedCache(8192)
 
 
 def _build(keys: list[BackwardAxisKey]) -> list[BackwardAxisPlan]:
-    return [BackwardAxisPlan(*key, cdiv(key[0], key[5] * key[3]), built.tiles_per_group,
+    return [BackwardAxisPlan(*key, built.q_tiles_per_group, built.kv_tiles_per_group,
                              built.groups, built.weights)
             for key, built in zip(keys, build_axes(keys, BACKWARD))]
 
@@ -136,19 +117,11 @@ def backward_axis_plan(length: int, window: int, stride: int, dilation: int, cau
 
 
 @dataclass(frozen=True)
-class BackwardPlan(ProductPlan):
+class BackwardPlan(ProductPlan, KVStationary):
     """The whole problem's KV-stationary tile plan, combined from per-axis plans by products.
     ``kv_tiles`` are the backward CTAs (per batch and head)."""
 
     axes: tuple[BackwardAxisPlan, ...]
-
-    @property
-    def q_tiles_visited_max(self) -> int:
-        return self.visited_max
-
-    @property
-    def q_tiles_visited_mean(self) -> float:
-        return self.tile_pairs_visited / self.kv_tiles
 
 
 def backward_plan(config, q_tile: tuple[int, ...], kv_tile: tuple[int, ...]) -> BackwardPlan:

@@ -34,6 +34,8 @@ import numpy as np
 
 from gnasim.config import GNAConfig
 from gnasim.errors import ConfigError
+from gnasim.plan.axis import cdiv
+from gnasim.plan.product import QStationary, prod
 from gnasim.plan.windows import attended_keys_total, group_lengths, window_bounds
 
 TILING = "flat"
@@ -42,7 +44,7 @@ RUNS_PER_CHUNK = 1 << 21
 
 
 @dataclass(frozen=True, eq=False)
-class FlatPlan:
+class FlatPlan(QStationary):
     """Per-Q-tile counts of a flat tiling, with the attribute names of :class:`TilePlan`.
 
     ``visited[i]``/``full[i]`` are the KV tiles Q tile ``i`` visits and the fully dense ones among
@@ -61,7 +63,7 @@ class FlatPlan:
 
     @property
     def tokens(self) -> int:
-        return _prod(self.input_size)
+        return prod(self.input_size)
 
     @property
     def q_tile(self) -> tuple[int, ...]:
@@ -81,11 +83,11 @@ class FlatPlan:
 
     @property
     def q_tiles(self) -> int:
-        return -(-self.tokens // self.q_tile_tokens)
+        return cdiv(self.tokens, self.q_tile_tokens)
 
     @property
     def kv_tiles(self) -> int:
-        return -(-self.tokens // self.kv_tile_tokens)
+        return cdiv(self.tokens, self.kv_tile_tokens)
 
     @cached_property
     def tile_pairs_visited(self) -> int:
@@ -95,25 +97,9 @@ class FlatPlan:
     def tile_pairs_full(self) -> int:
         return int(self.full.sum())
 
-    @property
-    def tile_pairs_partial(self) -> int:
-        return self.tile_pairs_visited - self.tile_pairs_full
-
     @cached_property
     def visited_max(self) -> int:
         return int(self.visited.max())
-
-    @property
-    def kv_tiles_visited_max(self) -> int:
-        return self.visited_max
-
-    @property
-    def kv_tiles_visited_mean(self) -> float:
-        return self.tile_pairs_visited / self.q_tiles
-
-    @property
-    def fully_block_sparse(self) -> bool:
-        return self.tile_pairs_partial == 0
 
     def visited_histogram(self) -> dict[int, int]:
         """{KV tiles visited: number of Q tiles visiting that many}."""
@@ -136,7 +122,7 @@ def flat_plan(config: GNAConfig, q_tile: int, kv_tile: int) -> FlatPlan:
             raise ConfigError(f"{name}: must be >= 1 token, got {t}")
     ax = _Axes(config)
     q_tile, kv_tile = int(q_tile), int(kv_tile)
-    n_q = -(-ax.tokens // q_tile)
+    n_q = cdiv(ax.tokens, q_tile)
     owner, lo, hi = _tile_boxes(ax, n_q, q_tile)
     visited = _visited(ax, owner, lo, hi, n_q, kv_tile)
     full = _full(ax, owner, lo, hi, n_q, q_tile, kv_tile)
@@ -302,7 +288,7 @@ def _chunks(tile_of_product: np.ndarray, runs_per_product: np.ndarray, n_q: int)
 def _visited(ax: _Axes, owner, lo, hi, n_q: int, kv_tile: int) -> np.ndarray:
     """KV tiles hit by the union of each Q tile's key runs (interval union on the tile grid)."""
     tile, first, count, step = _product_boxes(ax, owner, lo, hi)
-    n_kv = -(-ax.tokens // kv_tile)
+    n_kv = cdiv(ax.tokens, kv_tile)
     visited = np.zeros(n_q, dtype=np.int64)
     radix, length = _run_shape(ax, first, count, step, kv_tile)
     for s, e in _chunks(tile, radix.prod(axis=1), n_q):
@@ -361,10 +347,3 @@ def _full(ax: _Axes, owner, lo, hi, n_q: int, q_tile: int, kv_tile: int) -> np.n
         whole = np.maximum(end // kv_tile + (start // -kv_tile), 0)
         full += np.bincount(tile[s:e][run_owner], weights=whole, minlength=n_q).astype(np.int64)
     return full
-
-
-def _prod(values) -> int:
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out

@@ -33,10 +33,10 @@ from typing import Literal
 import numpy as np
 
 from gnasim.errors import ConfigError
-from gnasim.plan.axis import (FIRST, FULL, REAL, VISITED, AxisTiles, Direction, GroupTiles,
-                              build_axes, cdiv)
+from gnasim.plan.axis import (FIRST, REAL, AxisTiles, Direction, GroupTiles, build_axes, cdiv,
+                              row_view)
 from gnasim.plan.cache import BoundedCache, clear_all
-from gnasim.plan.product import ProductPlan, prod
+from gnasim.plan.product import ProductPlan, QStationary, prod
 from gnasim.plan.windows import attended_keys_total, window_bounds, window_pieces
 
 KVTiling = Literal["static", "dynamic"]
@@ -104,13 +104,6 @@ class AxisPlan(AxisTiles):
     first key of the fully dense KV run (``kv_first`` when the run is empty).
     """
 
-    length: int
-    window: int
-    stride: int
-    dilation: int
-    causal: bool
-    q_tile: int
-    kv_tile: int
     mode: str
     q_tiles_per_group: int
     kv_tiles_per_group: int
@@ -118,39 +111,12 @@ class AxisPlan(AxisTiles):
     weights: tuple[int, ...] = ()
     attended: int = 0
 
+    kv_first = row_view(FIRST, "First key (group-local) of the first KV tile visited.")
+    real_queries = row_view(REAL, "Real (non-padding) queries of each Q tile.")
+
     @property
     def direction(self) -> Direction:
         return DIRECTIONS[self.mode]
-
-    @property
-    def n_long(self) -> int:
-        """Dilation groups of the longer length (``groups[0]``)."""
-        return self.weights[0]
-
-    @property
-    def padded_q_length(self) -> int:
-        """Padded length of the axis for Q (all groups)."""
-        return self.q_tiles_per_group * self.q_tile * self.dilation
-
-    @property
-    def padded_kv_length(self) -> int:
-        return self.kv_tiles_per_group * self.kv_tile * self.dilation
-
-    @property
-    def visited(self) -> np.ndarray:
-        return self.rows[VISITED]
-
-    @property
-    def full(self) -> np.ndarray:
-        return self.rows[FULL]
-
-    @property
-    def kv_first(self) -> np.ndarray:
-        return self.rows[FIRST]
-
-    @property
-    def real_queries(self) -> np.ndarray:
-        return self.rows[REAL]
 
 
 AxisKey = tuple  # (length, window, stride, dilation, causal, q_tile, kv_tile, mode)
@@ -164,11 +130,11 @@ def _build(keys: list[AxisKey]) -> list[AxisPlan]:
             raise ConfigError(f"kv_tiling: '{mode}' is not one of {list(KV_TILINGS)}")
         these = [k for k in keys if k[7] == mode]
         for key, built in zip(these, build_axes([k[:7] for k in these], DIRECTIONS[mode])):
-            L, K, S, D, causal, qt, kvt, _ = key
+            _, K, S, _, causal = key[:5]
             attended = sum(w * attended_keys_total(Lg, K, S, causal)
                            for Lg, w in zip(built.lengths, built.weights))
-            out[key] = AxisPlan(L, K, S, D, causal, qt, kvt, mode, built.tiles_per_group,
-                                cdiv(L, kvt * D), built.groups, built.weights, int(attended))
+            out[key] = AxisPlan(*key, built.q_tiles_per_group, built.kv_tiles_per_group,
+                                built.groups, built.weights, int(attended))
     return [out[k] for k in keys]
 
 
@@ -193,7 +159,7 @@ def clear_plan_cache() -> None:
 
 
 @dataclass(frozen=True)
-class TilePlan(ProductPlan):
+class TilePlan(ProductPlan, QStationary):
     """The whole problem's tile plan (Q-stationary), combined from per-axis plans by products."""
 
     axes: tuple[AxisPlan, ...]
@@ -202,34 +168,9 @@ class TilePlan(ProductPlan):
     def mode(self) -> str:
         return self.axes[0].mode
 
-    @property
-    def dilation_groups(self) -> int:
-        return prod(a.dilation for a in self.axes)
-
-    @property
-    def kv_tiles_visited_max(self) -> int:
-        return self.visited_max
-
-    @property
-    def kv_tiles_visited_mean(self) -> float:
-        return self.tile_pairs_visited / self.q_tiles
-
     @cached_property
     def attended_pairs(self) -> int:
         return prod(a.attended for a in self.axes)
-
-    def full_partial_histogram(self) -> dict[tuple[int, int], int]:
-        """{(full, partial) KV tiles of a Q tile: number of Q tiles}, for per-tile cost models."""
-        per_axis = [a.pair_counts() for a in self.axes]
-        out: dict[tuple[int, int], int] = {(1, 1): 1}
-        for uniq, counts in per_axis:
-            nxt: dict[tuple[int, int], int] = {}
-            for (v0, f0), c0 in out.items():
-                for (v, f), c in zip(uniq.tolist(), counts.tolist()):
-                    key = (v0 * v, f0 * f)
-                    nxt[key] = nxt.get(key, 0) + c0 * c
-            out = nxt
-        return {(f, v - f): c for (v, f), c in sorted(out.items())}
 
 
 def _axis_keys(config, mode: str) -> list[AxisKey]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gnasim.config import GNAConfig
+from gnasim.plan.axis import AxisParams
 from gnasim.plan.tiling import AxisPlan, axis_plan
 from gnasim.plan.windows import group_lengths, window_end, window_extents, window_start
 
@@ -32,16 +33,9 @@ KERNEL_RANK = 3
 
 
 @dataclass(frozen=True)
-class KernelAxis:
+class KernelAxis(AxisParams):
     """One axis as the kernel sees it (singleton axes pad rank up to 3)."""
 
-    length: int
-    window: int
-    stride: int
-    dilation: int
-    causal: bool
-    q_tile: int
-    kv_tile: int
     q_tiles: int          # Q tiles per dilation group
     kv_tiles: int         # KV tiles per dilation group
     table: np.ndarray     # int32 (dilation, q_tiles, 4): kv_lo, kv_n, full_lo, full_hi
