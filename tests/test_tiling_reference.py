@@ -127,13 +127,15 @@ def test_compressed_runs_equal_explicit(cfg, mode):
 @settings(max_examples=400, deadline=None)
 @given(configs())
 def test_natten_fast_path_has_no_false_positive_with_q_tiles_of_2(cfg):
-    """natten-kernels.md 4.1: the kernels' predicate never skips a needed mask when every Q tile
-    extent is >= 2 (with extents of 1 it can). KV padding is masked separately by the kernels
+    """The kernels' predicate never skips a needed mask when every Q tile extent is >= 2 and every
+    extent is a power of two, as in every shipped tile (with Q extents of 1, or a KV extent of 3,
+    it can: see the published-cases test). KV padding is masked separately by the kernels
     (a cheap padding mask), so only configs without KV padding are compared."""
     from gnasim.plan.fast_path import natten_fast_path
 
     no_kv_padding = all(L % (t * D) == 0 for L, t, D in zip(cfg.input_size, cfg.kv_tile, cfg.dilation))
-    if min(cfg.q_tile) >= 2 and no_kv_padding and natten_fast_path(cfg):
+    pow2 = all(t & (t - 1) == 0 for t in cfg.q_tile + cfg.kv_tile)   # the kernels' tiles
+    if pow2 and min(cfg.q_tile) >= 2 and no_kv_padding and natten_fast_path(cfg):
         assert tile_plan(cfg).fully_block_sparse
 
 
@@ -151,4 +153,7 @@ def test_natten_fast_path_published_cases():
                   q_tile=(2, 8, 8), kv_tile=(2, 8, 8))
     # L=6, K=4, S=1, qt=1, kvt=2: the predicate says yes but the tiling is not dense
     cfg = GNAConfig(input_size=6, window_size=4, stride=1, q_tile=1, kv_tile=2)
+    assert natten_fast_path(cfg) and not tile_plan(cfg).fully_block_sparse
+    # L=9, K=3, S=2, qt=2, kvt=3: Q tile {2, 3} attends keys 2..4, across KV tiles 0 and 1
+    cfg = GNAConfig(input_size=9, window_size=3, stride=2, q_tile=2, kv_tile=3)
     assert natten_fast_path(cfg) and not tile_plan(cfg).fully_block_sparse

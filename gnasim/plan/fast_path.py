@@ -1,6 +1,9 @@
 """NATTEN's ``is_fully_block_sparse`` predicate: when the Hopper/Blackwell/Ampere kernels skip the
 element mask. It is conservative (it can say no for a tiling that is in fact block-sparse), so the
-cost model can differ from the exact ``TilePlan.fully_block_sparse`` in border cases.
+cost model can differ from the exact ``TilePlan.fully_block_sparse`` in border cases. It can also
+say yes for a tiling that needs the mask: with a Q tile extent of 1 (L=6, K=4, S=1, Q 1, KV 2) or a
+tile extent that is not a power of two (L=9, K=3, S=2, Q 2, KV 3: Q tile {2, 3} attends keys 2..4
+across two KV tiles). No shipped kernel tile has either; gnasim reports the predicate as written.
 """
 
 from __future__ import annotations
