@@ -177,3 +177,41 @@ def test_tile_map_reads_the_plans_full_run():
     view = axis_view(16, 5, 5, 1, False, 5, 4, "dynamic", 0)
     assert [s for *_, s in view.tiles if s != "skipped"] == [FULL, FULL]
     assert int(axis_plan(16, 5, 5, 1, False, 5, 4, "dynamic").full[0, 0]) == 2
+
+
+def _front_from_pairs(ap):
+    """The launch front the slow way: every distinct (visited, full) pair of the axis."""
+    pairs, counts = ap.pair_counts()
+    vis, full = pairs[:, 0].tolist(), pairs[:, 1].tolist()
+    nz = int(sum(c for v, c in zip(vis, counts.tolist()) if v > 0))
+    front = []
+    for f, m in sorted({(f, v - f) for v, f in zip(vis, full) if v > 0}, reverse=True):
+        if not front or m > front[-1][1]:
+            front.append((f, m))
+    front = front or [(0, 0)]
+    return nz, tuple(f for f, _ in front), tuple(f + m for f, m in front)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.integers(2, 40_000), st.data())
+def test_front_without_expanding_equals_front_from_all_pairs(length, data):
+    """AxisTiles.front() reads each stepping run at its ends; it must equal the front of every
+    tile's (visited, full) pair, on long (compressed) and short axes, forward and backward."""
+    from gnasim.plan.backward import backward_axis_plan
+
+    dil = data.draw(st.integers(1, max(1, min(4, length // 2))))
+    window = data.draw(st.integers(2, max(2, length // dil)))
+    stride = data.draw(st.integers(1, window))
+    causal = data.draw(st.booleans())
+    qt, kvt = data.draw(st.sampled_from([1, 2, 3, 8, 64])), data.draw(st.sampled_from([1, 4, 5, 128]))
+    mode = data.draw(st.sampled_from(["static", "dynamic"]))
+    ap = axis_plan(length, window, stride, dil, causal, qt, kvt, mode)
+    assert ap.front() == _front_from_pairs(ap)
+    bp = backward_axis_plan(length, window, stride, dil, causal, qt, kvt)
+    assert bp.front() == _front_from_pairs(bp)
+
+
+def test_causal_front_of_a_huge_axis_is_cheap():
+    ap = axis_plan(2 ** 40, 2 ** 40, 1, 1, True, 128, 128, "static")   # causal self attention
+    nz, full, vis = ap.front()
+    assert nz == 2 ** 33 and full == (2 ** 33 - 1,) and vis == (2 ** 33,)

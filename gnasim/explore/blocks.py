@@ -24,7 +24,6 @@ from gnasim.hardware.profile import load_profile
 from gnasim.hardware.tiles import resolve_tiles
 from gnasim.explore.grid import AxisGrid, SweepSpec, _axis_values, _broadcast_grid, axis_rule
 from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, _EXACT_FLOAT, _INT64_MAX
-from gnasim.model.launch import axis_front
 from gnasim.model.solve import DenseSide, Prepared, prepare
 from gnasim.plan.stats import STATS, STAT_INDEX, axis_stats_many
 from gnasim.plan.tiling import axis_plans, tile_plans
@@ -239,7 +238,7 @@ def _block_runtime(blk: Block, profile: Any) -> BlockRuntime:
     for d in range(rank):
         keys = [(blk.layout[d], int(K), int(S), int(D), bool(c), blk.q_tile[d], blk.kv_tile[d],
                  blk.mode) for K, S, D, c in blk.opts[d]]
-        fronts = [axis_front(ap) for ap in axis_plans(keys)]
+        fronts = [ap.front() for ap in axis_plans(keys)]
         k = max(len(f) for _, f, _ in fronts)
         pad = lambda t: list(t) + [t[0]] * (k - len(t))
         axes.append(AxisLaunch(np.array([z for z, _, _ in fronts], dtype=np.int64),

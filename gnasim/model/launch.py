@@ -62,23 +62,6 @@ class AxisFacts:
     front_vis: Any
 
 
-def axis_front(ap: AxisPlan) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
-    """Q tiles of an axis that visit a KV tile, and the (full, visited) tiles of the classes of
-    the axis that no other class dominates in (full, partial) tiles. A product class using a
-    dominated class of one axis is dominated by the one using the dominating class (its partial
-    tiles are ``V v - F f`` with ``V >= F``), so products of these cover the launch's front."""
-    pairs, counts = ap.pair_counts()
-    vis, full = pairs[:, 0].tolist(), pairs[:, 1].tolist()
-    nz = int(sum(c for v, c in zip(vis, counts.tolist()) if v > 0))
-    pts = sorted({(f, v - f) for v, f in zip(vis, full) if v > 0}, reverse=True)
-    front: list[tuple[int, int]] = []
-    for f, m in pts:
-        if not front or m > front[-1][1]:
-            front.append((f, m))
-    front = front or [(0, 0)]
-    return nz, tuple(f for f, _ in front), tuple(f + m for f, m in front)
-
-
 _axis_cache: dict[tuple, AxisFacts] = {}
 
 
@@ -92,7 +75,7 @@ def axis_facts(ap: AxisPlan) -> AxisFacts:
     key = axis_key(ap)
     hit = _axis_cache.get(key)
     if hit is None:
-        nz, ff, fv = axis_front(ap)
+        nz, ff, fv = ap.front()
         hit = remember(_axis_cache, key, AxisFacts(
             ap.length, ap.q_tile, ap.kv_tile, ap.dilation, ap.visited_sum, ap.full_sum,
             ap.visited_max, ap.dilation * ap.q_tiles_per_group,

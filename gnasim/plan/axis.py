@@ -125,6 +125,36 @@ class GroupTiles:
     def row_max(self, row: int) -> int:
         return max((s.row_max(row) for s in self.segments if s.tiles), default=-1)
 
+    def front_points(self) -> tuple[int, set[tuple[int, int]]]:
+        """Tiles with a visited tile, and (full, partial) points that include every tile no
+        other dominates. Along a stepping run a tile's rows move linearly, so when full and
+        partial move the same way (or stay) one end of the run dominates it; when they move
+        apart every point of the run counts (partial tiles of one axis are a few at most, so
+        such runs are short)."""
+        nz, points = 0, set()
+        for s in self.segments:
+            v0, f0 = s.block[VISITED], s.block[FULL]
+            sv, sf = int(s.step[VISITED]), int(s.step[FULL])
+            r = s.repeats
+            for v, f in zip(v0.tolist(), f0.tolist()):
+                # k in [lo, hi): the repeats in which this tile visits something (v + k sv >= 1)
+                if sv == 0:
+                    lo, hi = (0, r) if v >= 1 else (0, 0)
+                elif sv > 0:
+                    lo, hi = max(0, -(-(1 - v) // sv)), r
+                else:
+                    lo, hi = 0, min(r, -(-(v) // -sv) if v >= 1 else 0)
+                if hi <= lo:
+                    continue
+                nz += hi - lo
+                dm = sv - sf
+                if sf * dm >= 0:
+                    ks = {lo, hi - 1}
+                else:
+                    ks = range(lo, hi)
+                points.update((f + k * sf, v - f + k * dm) for k in ks)
+        return nz, points
+
     def pair_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Distinct (visited, full) pairs over the tiles and how many tiles have each."""
         pairs, weights = [], []
@@ -234,6 +264,22 @@ class AxisTiles(AxisParams):
             counts.append(c * w)
         pairs_a = np.concatenate(pairs)
         return unique_pairs(pairs_a[:, 0], pairs_a[:, 1], np.concatenate(counts))
+
+    def front(self) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+        """Stationary tiles that visit a tile of the other side, and the (full, visited) tiles
+        of the tiles no other dominates in (full, partial) tiles, most full first. Computed per
+        segment without expanding stepping runs (see :meth:`GroupTiles.front_points`)."""
+        nz, points = 0, set()
+        for g, w in zip(self.groups, self.weights):
+            n, pts = g.front_points()
+            nz += n * w
+            points |= pts
+        front: list[tuple[int, int]] = []
+        for f, m in sorted(points, reverse=True):
+            if not front or m > front[-1][1]:
+                front.append((f, m))
+        front = front or [(0, 0)]
+        return nz, tuple(f for f, _ in front), tuple(f + m for f, m in front)
 
     def visited_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Distinct visited values over all stationary tiles of the axis, with counts."""
