@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gnasim.config import GNAConfig
 from gnasim.errors import ConfigError
 from gnasim.reference import _tile_slots, axis_mask, full_mask
-from gnasim.simulate import simulate
+from gnasim.prediction import simulate
 from gnasim.plan.backward import backward_flops, backward_plan, inverse_window_bounds
 
 from test_tiling_reference import axis_params, configs

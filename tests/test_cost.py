@@ -19,7 +19,7 @@ from gnasim.model.launch import (AxisFacts, axis_facts, build_launch, dense_laun
 from gnasim.model.solve import kernel_time, predict_launch, prepare
 from gnasim.errors import ConfigError, HardwareProfileError
 from gnasim.hardware.profile import KernelModel, load_profile, load_profiles, read_profile_file
-from gnasim.simulate import simulate
+from gnasim.prediction import simulate
 from gnasim.plan.tiling import tile_plan
 
 PROFILES = Path(__file__).resolve().parents[1] / "hardware_profiles"

@@ -172,7 +172,7 @@ def test_matches_flex_attention_block_mask():
 
 def test_curse_points_agree_with_simulate():
     from gnasim.plots_flat import box_name, curse_points, flat_name
-    from gnasim.simulate import simulate
+    from gnasim.prediction import simulate
 
     windows = [(3, 6, 6), (6, 8, 8)]
     points = curse_points((6, 16, 24), windows, stride=(1, 2, 2), flat_tiles=[(64, 32)],

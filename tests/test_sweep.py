@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from gnasim.config import GNAConfig
-# not `from gnasim import simulate`: once another test imported the submodule gnasim.simulate,
+# not `from gnasim import simulate`: once another test imported the submodule gnasim.prediction,
 # the package attribute is that module (gnasim/__init__.py loads names lazily)
-from gnasim.simulate import simulate
+from gnasim.prediction import simulate
 from gnasim.errors import ConfigError
 from gnasim.explore.keys import IDENTITY_KEYS
 from gnasim.explore.columns import compute_chunk

@@ -53,7 +53,7 @@ def config_rows(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Option
     ``backward``), each with its padding and tile bound; at most ``max_configs`` per kernel and
     pass (0: all)."""
     from gnasim.hardware.tiles import supported_tiles
-    from gnasim.simulate import simulate
+    from gnasim.prediction import simulate
 
     if profile is None:
         raise ConfigError("hardware: listing tile configurations needs a hardware profile")
@@ -99,7 +99,7 @@ def optimize(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Optional[
              backward: bool, max_configs: int) -> tuple[list[dict], list[dict], list[str]]:
     """Every configuration :func:`config_rows` lists, ranked: forward by predicted kernel time
     (fastest first), backward by computed FLOPs (the runtime model has no backward pass)."""
-    from gnasim.simulate import simulate
+    from gnasim.prediction import simulate
 
     if profile is None:
         raise ConfigError("hardware: --optimize needs a hardware profile")
@@ -217,7 +217,7 @@ def predict(
     fmt: OutputFormat = Format,
 ) -> None:
     """Predict the tile plan, FLOPs, bounds and runtime of one GNA configuration."""
-    from gnasim.simulate import simulate
+    from gnasim.prediction import simulate
 
     if dry_run and optimize_:
         raise ConfigError("dry_run: --dry-run and --optimize cannot be run together")

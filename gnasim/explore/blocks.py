@@ -22,8 +22,8 @@ from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import load_profile
 from gnasim.hardware.tiles import resolve_tiles
-from gnasim.explore.grid import AxisGrid, SweepSpec, _axis_values, _broadcast_grid, axis_rule
-from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, _EXACT_FLOAT, _INT64_MAX
+from gnasim.explore.grid import AxisGrid, SweepSpec, axis_values, broadcast_grid, axis_rule
+from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, EXACT_FLOAT, INT64_MAX
 from gnasim.model.solve import DenseSide, Prepared, prepare
 from gnasim.plan.stats import STATS, STAT_INDEX, axis_stats_many
 from gnasim.plan.tiling import axis_plans, tile_plans
@@ -119,7 +119,7 @@ def _tile_candidates(spec: SweepSpec, kern: Any, rank: int, head_dim: int,
             return [None]
         out = []
         for g in grids:
-            b = _broadcast_grid(g, rank)
+            b = broadcast_grid(g, rank)
             if b is None:
                 skipped.append(f"tile {format_tile(tuple(v[0] for v in g))}: {len(g)} axes, "
                                f"layout has {rank}")
@@ -184,7 +184,7 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
                     for key in ("window_size", "stride", "dilation", "causal"):
                         gs = []
                         for g in getattr(spec, key):
-                            b = _broadcast_grid(g, rank)
+                            b = broadcast_grid(g, rank)
                             if b is None:
                                 skipped.append(f"{key} with {len(g)} axes does not fit "
                                                f"{rank}-D layout {format_tile(layout)}")
@@ -271,10 +271,10 @@ def _make_block(hw, kern, mode, hd, layout, q, kv, grids, fractions, per_pair):
         L = layout[d]
         valid, bad = [], Counter()
         total = 0
-        for K in _axis_values(wg[d], "window", L, None):
-            for S in _axis_values(sg[d], "stride", L, K):
-                for D in _axis_values(dg[d], "dilation", L, K):
-                    for c in _axis_values(cg[d], "causal", L, K):
+        for K in axis_values(wg[d], "window", L, None):
+            for S in axis_values(sg[d], "stride", L, K):
+                for D in axis_values(dg[d], "dilation", L, K):
+                    for c in axis_values(cg[d], "causal", L, K):
                         total += 1
                         why = axis_rule(L, K, S, D)
                         if why:
@@ -307,10 +307,10 @@ def _make_block(hw, kern, mode, hd, layout, q, kv, grids, fractions, per_pair):
     flops = {"flops_dense": top[STAT_INDEX["datt"]] * per_pair, "flops_useful": top[STAT_INDEX["att"]] * per_pair,
              "flops_computed": top[STAT_INDEX["vsum"]] * tile_elems * per_pair}
     for key, value in flops.items():
-        if value > _INT64_MAX:
+        if value > INT64_MAX:
             raise GnasimError(f"sweep: column {key} exceeds 64-bit integers ({value:.3e}) for "
                               f"layout {format_tile(layout)}; use a smaller batch or head count")
-    exact = max(top) < _EXACT_FLOAT
+    exact = max(top) < EXACT_FLOAT
     arrays = [np.array(rows, dtype=np.int64 if exact else object) for rows in stats]
     blk = Block(hw, kern.name if kern is not None else None, mode, hd, tuple(layout), tuple(q),
                 tuple(kv), opts, arrays, tuple(fractions), exact_int64=exact)

@@ -21,14 +21,14 @@ from gnasim import record
 from gnasim.bounds import effective_fraction, flops_per_pair
 from gnasim.errors import GnasimError
 from gnasim.explore.blocks import Block, SweepPlan, causal_codes
-from gnasim.explore.keys import _INT64_MAX
+from gnasim.explore.keys import INT64_MAX
 from gnasim.config import format_tile
 from gnasim.model.launch import AxisFacts, build_launch
 from gnasim.model.solve import DenseSide, RuntimePrediction, predict_launch
 from gnasim.plan.stats import STAT_INDEX
 
 
-def _arrow(compute: bool = False):
+def arrow_modules(compute: bool = False):
     try:
         import pyarrow as pa
         pc = None
@@ -41,7 +41,7 @@ def _arrow(compute: bool = False):
 
 def column_type(key: str, fmt: str):
     """The Arrow type of a record column (``notes``: a list of strings, joined in CSV)."""
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     col = record.BY_NAME.get(key)
     if col is None:
         return None
@@ -52,7 +52,7 @@ def column_type(key: str, fmt: str):
 
 
 def _buf_array(values: np.ndarray):
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     if values.dtype == bool:
         bits = np.packbits(values, bitorder="little")
         return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
@@ -74,7 +74,7 @@ def _dictionary(values: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray, n
 
 def _take(dic: tuple[np.ndarray, np.ndarray, np.ndarray], index: np.ndarray):
     """A pyarrow string array of ``dic[index]``, gathered with numpy."""
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     offsets, data, valid = dic
     lengths = (offsets[1:] - offsets[:-1])[index]
     out_off = np.zeros(len(index) + 1, dtype=np.int64)
@@ -97,7 +97,7 @@ def _string_array(values: Sequence[str | None]):
 
 def _notes(value: Any, n: int, fmt: str):
     """A notes column: one tuple for every row, or an object array of tuples (one per row)."""
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     if isinstance(value, np.ndarray):
         uniq = list(dict.fromkeys(value.tolist()))
         if len(uniq) > 1:
@@ -119,7 +119,7 @@ _NUMPY = {"int": np.int64, "float": np.float64, "bool": bool}
 
 def encode(col: record.Column, value: Any, n: int, fmt: str):
     """A column's value for ``n`` rows (a scalar, a numpy array or already Arrow) as Arrow."""
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     if isinstance(value, (pa.Array, pa.ChunkedArray)):
         return value
     if col.dtype == "notes":
@@ -133,7 +133,7 @@ def encode(col: record.Column, value: Any, n: int, fmt: str):
         return _buf_array(np.full(n, value, dtype=_NUMPY[col.dtype]))
     value = np.asarray(value)
     if value.dtype == object and col.dtype == "int":
-        if any(int(x) > _INT64_MAX for x in value):
+        if any(int(x) > INT64_MAX for x in value):
             raise GnasimError(f"sweep: column {col.name} exceeds 64-bit integers; "
                               "use a smaller batch or head count")
     return _buf_array(value.astype(_NUMPY[col.dtype]))
@@ -273,7 +273,7 @@ def compute_chunk(plan: SweepPlan, bi: int, lo: int, hi: int, fmt: str = "parque
     Columns of a record part the block's rows do not have (runtime columns of a block without
     hardware, say) are null.
     """
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     blk = plan.blocks[bi]
     keys = list(plan.columns if keys is None else keys)
     n = hi - lo

@@ -411,7 +411,7 @@ def axis_rule(length: int, window: int, stride: int, dilation: int) -> str | Non
     return None
 
 
-def _axis_values(vs: ValueSet, kind: str, length: int, window: int | None) -> tuple[int, ...]:
+def axis_values(vs: ValueSet, kind: str, length: int, window: int | None) -> tuple[int, ...]:
     if vs != (ALL,):
         return vs
     if kind == "causal":
@@ -425,7 +425,7 @@ def _axis_values(vs: ValueSet, kind: str, length: int, window: int | None) -> tu
     return tuple(range(lo, hi + 1))
 
 
-def _broadcast_grid(grid: AxisGrid, rank: int) -> AxisGrid | None:
+def broadcast_grid(grid: AxisGrid, rank: int) -> AxisGrid | None:
     if len(grid) == 1:
         return grid * rank
     return grid if len(grid) == rank else None

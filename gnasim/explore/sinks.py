@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 from gnasim.errors import ConfigError
 from gnasim.explore.blocks import SweepPlan, iter_chunks
-from gnasim.explore.columns import _arrow, column_type, compute_chunk
+from gnasim.explore.columns import arrow_modules, column_type, compute_chunk
 from gnasim.explore.keys import IDENTITY_KEYS
 from gnasim.files import os_errors
 
@@ -289,7 +289,7 @@ def csv_bytes(table, header: bool = False) -> bytes:
 
 
 def table_schema(plan: SweepPlan, fmt: str):
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     fields = []
     for key in plan.columns:
         t = column_type(key, fmt)
@@ -305,7 +305,7 @@ def table_schema(plan: SweepPlan, fmt: str):
 
 def _existing_batches(src: Path, fmt: str, keys: list[str], chunk_rows: int) -> Iterator:
     """Identity columns of an existing output, streamed batch by batch."""
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     if fmt == "csv":
         import pyarrow.csv as pacsv
         types = {k: column_type(k, "csv") for k in keys}
@@ -325,7 +325,7 @@ def verify_prefix(plan: SweepPlan, src: Path, fmt: str, n_rows: int, chunk_rows:
     if n_rows > plan.rows:
         raise ConfigError(f"resume: {src} has {n_rows:,} rows but this sweep has only "
                           f"{plan.rows:,} (run without --resume to overwrite it)")
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     try:
         chunks = _verify_identity(plan, src, fmt, n_rows, chunk_rows)
         for pos, bi, lo, hi in {chunks[0], chunks[-1]} if chunks else ():
@@ -344,7 +344,7 @@ def _redo(src: Path) -> str:
 def _verify_identity(plan: SweepPlan, src: Path, fmt: str, n_rows: int,
                      chunk_rows: int) -> list[tuple[int, int, int, int]]:
     """Identity columns row by row; returns the chunks (global start, block, lo, hi) compared."""
-    pa, pc = _arrow(compute=True)
+    pa, pc = arrow_modules(compute=True)
     keys = [k for k in IDENTITY_KEYS if k in plan.columns]
     stream = _existing_batches(src, fmt, keys, chunk_rows)
     buffer = None
@@ -397,7 +397,7 @@ def _verify_all_columns(plan: SweepPlan, src: Path, fmt: str, n_rows: int, pos: 
         exp = wv[c] if c < len(wv) else "nothing"
         _mismatch(src, pos + i + 1, key, got, exp)
     import pyarrow.parquet as pq
-    pa, pc = _arrow(compute=True)
+    pa, pc = arrow_modules(compute=True)
     meta = pq.ParquetFile(src)
     groups, start, first = [], 0, None
     for g in range(meta.num_row_groups):

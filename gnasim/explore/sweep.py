@@ -22,7 +22,7 @@ invalid combinations is exact without enumerating them.
 
 Every column is declared once in :mod:`gnasim.record`, and a chunk's columns are the record's
 formulas evaluated on numpy arrays (:mod:`gnasim.explore.columns`): the numbers are those of
-:meth:`gnasim.simulate.SimulationResult.to_dict` (to about 1e-15 relative). With a hardware
+:meth:`gnasim.prediction.SimulationResult.to_dict` (to about 1e-15 relative). With a hardware
 profile, the runtime-model columns come from the same runtime model (:mod:`gnasim.model`), fed
 with per-row launch structure built from per-axis facts.
 
@@ -50,7 +50,7 @@ from typing import Any, Callable
 
 
 from gnasim.errors import ConfigError, OutputError
-from gnasim.explore.columns import _arrow, column_type, compute_chunk
+from gnasim.explore.columns import arrow_modules, column_type, compute_chunk
 from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, PARALLEL_MIN_ROWS
 from gnasim.explore.blocks import SweepPlan, iter_chunks, plan_sweep
 from gnasim.explore.grid import SweepSpec, spec_from_mapping
@@ -62,7 +62,7 @@ from gnasim.files import check_output_path, exclusive_lock, os_reason
 
 def sweep_table(spec: SweepSpec, fmt: str = "parquet"):
     """The whole sweep as one pyarrow Table (in memory: for small sweeps and notebooks)."""
-    pa, _ = _arrow()
+    pa, _ = arrow_modules()
     plan = plan_sweep(spec)
     tables = [compute_chunk(plan, bi, lo, hi, fmt) for bi, lo, hi in iter_chunks(plan)]
     if not tables:
