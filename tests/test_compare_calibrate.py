@@ -16,7 +16,7 @@ from gnasim.config import GNAConfig
 from gnasim.model.kernel import ModelParams, Rates, runtime_model
 from gnasim.model.launch import launch_for
 from gnasim.model.solve import permute_time_ms, time_ms
-from gnasim.errors import HardwareProfileError, MeasurementError
+from gnasim.errors import ConfigError, HardwareProfileError, MeasurementError
 from gnasim.hardware.profile import load_profile, read_profile_file
 from gnasim.calibration.measurements import BASE_COLUMNS, load_measurements
 
@@ -249,3 +249,16 @@ def test_gna_row_without_a_baseline_row_is_reported(tmp_path):
     assert report.metrics["n"] == 1 and report.metrics["n_speedup"] == 0
     assert report.metrics["mape_speedup"] is None
     assert any("row 1 (line 2): no dense row" in w for w in report.warnings)
+
+
+def test_calibrate_one_profile_uses_the_rows_that_match_it():
+    """Issue 9: ``calibrate -H h100`` on the built-in data failed on its B200 rows."""
+    cals, errors = calibrate(PUBLISHED, [load_profile("h100")], loo=False)
+    assert not errors and [c.profile.name for c in cals] == ["h100"]
+    assert all(r.m.gpu.startswith("H100") for r in cals[0].in_sample)
+
+
+@pytest.mark.parametrize("weight", [float("inf"), float("nan"), -1.0])
+def test_prior_weight_must_be_finite_and_non_negative(weight):
+    with pytest.raises(ConfigError, match="prior_weight"):
+        calibrate(PUBLISHED, [load_profile("h100")], prior_weight=weight, loo=False)

@@ -92,9 +92,12 @@ def bind_rows(mset: MeasurementSet, profiles: list[HardwareProfile] | None = Non
     """Match every row to a profile (by ``gpu``) and bind it to the model; link baselines.
 
     A dense row without tiles that cannot run as one flat sequence (causal on several axes) takes
-    the tiles of the GNA row that uses it as baseline.
+    the tiles of the GNA row that uses it as baseline. With ``profiles`` given, rows of GPUs that
+    another known profile matches are left out (they belong to a profile not selected).
     """
     profs = profiles if profiles is not None else load_profiles()
+    others = [p for p in load_profiles() if p.name not in {q.name for q in profs}] \
+        if profiles is not None else []
     name = Path(mset.path).name
     bound: list[BoundRow] = []
     errors: list[str] = []
@@ -102,6 +105,8 @@ def bind_rows(mset: MeasurementSet, profiles: list[HardwareProfile] | None = Non
         where = f"{name} {m.where()}"
         try:
             prof = next((p for p in profs if p.matches(m.gpu)), None)
+            if prof is None and any(p.matches(m.gpu) for p in others):
+                continue
             if prof is None:
                 raise MeasurementError(
                     f"column gpu: '{m.gpu}' matches no hardware profile "
@@ -259,8 +264,8 @@ def fit(problem: Problem, *, prior_weight: float = DEFAULT_PRIOR_WEIGHT,
     """Bounded least squares over the problem's rows (minus ``exclude``)."""
     from scipy.optimize import least_squares
 
-    if prior_weight < 0:
-        raise ConfigError(f"prior_weight: must be >= 0, got {prior_weight}")
+    if not math.isfinite(prior_weight) or prior_weight < 0:
+        raise ConfigError(f"prior_weight: must be a finite number >= 0, got {prior_weight}")
     ps = problem.params
     lo = np.array([p.lower for p in ps])
     hi = np.array([p.upper for p in ps])
