@@ -88,8 +88,9 @@ case("predict-missing-i", ["predict", "-w", "8"], ["input"])
 case("predict-20000-axes", ["predict", "-i", "x".join(["2"] * 20000), "-w", "2"], ["input_size"])
 case("predict-int64-counts", ["predict", "-i", str(2 ** 64), "-w", "2", "--q-tile", "100",
                               "--kv-tile", "128", "--hardware", "none"], ["input_size"])
-case("predict-huge-runtime", ["predict", "-i", "4096", "4096", "4096", "-w", "512", "-c", "1", "1",
-                              "1"], ["input_size"])
+case("predict-tile-span", ["predict", "-i", str(2 ** 40), "-w", "2", "--dilation", str(2 ** 30),
+                           "--q-tile", str(2 ** 33), "--kv-tile", "8", "--hardware", "none"],
+     ["q_tile"])
 case("predict-no-tiles-no-profile", ["predict", "-i", "64", "-w", "8", "--hardware", "none"],
      ["q_tile"])
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from gnasim.calibration.fit import (DEFAULT_PRIOR_WEIGHT, BoundRow, RowResult, bind_rows,
-                                    calibrate_profile, predict_rows, row_results)
+                                   calibrate_profile, check_prior_weight, predict_rows,
+                                   row_results)
 from gnasim.model.kernel import ModelParams, runtime_model
 from gnasim.model.solve import explain, kernel_time, permute_time_ms
 from gnasim.errors import MeasurementError
@@ -124,6 +125,7 @@ def compare(mset: MeasurementSet, profiles: list[HardwareProfile] | None = None,
             loo: bool = False, skip_bad_rows: bool = False,
             prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> CompareReport:
     """Compare every row of ``mset`` with the model (``loo``: each row held out of a refit)."""
+    check_prior_weight(prior_weight)
     rows, bad = bind_rows(mset, profiles, skip_bad_rows=skip_bad_rows)
     skipped = list(mset.errors) + bad
     if not rows:

@@ -259,13 +259,18 @@ class Fit:
     s2: float
 
 
+def check_prior_weight(prior_weight: float) -> None:
+    """The pull towards the defaults is a finite weight >= 0."""
+    if not math.isfinite(prior_weight) or prior_weight < 0:
+        raise ConfigError(f"prior_weight: must be a finite number >= 0, got {prior_weight}")
+
+
 def fit(problem: Problem, *, prior_weight: float = DEFAULT_PRIOR_WEIGHT,
         exclude: frozenset[int] = frozenset(), x0: np.ndarray | None = None) -> Fit:
     """Bounded least squares over the problem's rows (minus ``exclude``)."""
     from scipy.optimize import least_squares
 
-    if not math.isfinite(prior_weight) or prior_weight < 0:
-        raise ConfigError(f"prior_weight: must be a finite number >= 0, got {prior_weight}")
+    check_prior_weight(prior_weight)
     ps = problem.params
     lo = np.array([p.lower for p in ps])
     hi = np.array([p.upper for p in ps])
@@ -449,6 +454,7 @@ def calibrate(mset: MeasurementSet, profiles: list[HardwareProfile] | None = Non
               prior_weight: float = DEFAULT_PRIOR_WEIGHT, loo: bool = True,
               skip_bad_rows: bool = False) -> tuple[list[Calibration], list[str]]:
     """Calibrate every profile that has rows in the measurement set."""
+    check_prior_weight(prior_weight)
     rows, errors = bind_rows(mset, profiles, skip_bad_rows=skip_bad_rows)
     groups: dict[str, list[int]] = {}
     order: dict[str, HardwareProfile] = {}
