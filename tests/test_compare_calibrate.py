@@ -221,8 +221,8 @@ def test_calibrate_all_published_profiles_and_loo():
             scope, _, name = prm["parameter"].rpartition(".")
             held = getattr(shipped.kernels[scope] if scope else shipped, name)
             assert held == pytest.approx(prm["value"], rel=1e-3), prm["parameter"]
-    with pytest.raises(MeasurementError, match="matches no hardware profile"):
-        bind_rows(PUBLISHED, [load_profile("a100")])
+    # rows of GPUs another known profile matches are left out when a profile is selected
+    assert bind_rows(PUBLISHED, [load_profile("a100")]) == ([], [])
 
 
 def test_tiled_dense_row_takes_the_tiles_of_its_gna_row(tmp_path):
