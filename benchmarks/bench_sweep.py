@@ -86,7 +86,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for hw, label in (("none", "bounds only"), ("h100", "h100, runtime columns")):
-            times = [cli_sweep(tmp / "strides.csv", hw) for _ in range(1 if args.quick else 3)]
+            times = [cli_sweep(tmp / f"strides-{hw}.csv", hw) for _ in range(1 if args.quick else 3)]
             rows = sum(1 for _ in open(tmp / "strides.csv")) - 1
             print(f"gnasim sweep, {rows:,} strides to CSV ({label}, whole command): "
                   f"best {min(times):.2f} s, median {statistics.median(times):.2f} s")

@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from gnasim.cli.options import (
+from gnasim.cli.options import (TileHeadDim, 
     DEFAULT_DIM, Causal, Dilation, Dtype, Format, Hardware, KernelOpt, KVTile, KVTiling,
     OutputFormat, QTile, guarded, multi_option, print_json, single_problem_axes,
 )
@@ -205,8 +205,7 @@ def recommend(
     hardware: str = Hardware,
     kernel: Optional[str] = KernelOpt,
     kv_tiling: Optional[str] = KVTiling,
-    dim: int = multi_option(DEFAULT_DIM, "-d", "--dim", metavar="N",
-                            help="Head dim (selects the kernel's tile shapes)."),
+    dim: int = TileHeadDim,
     dtype: str = Dtype,
     all_tiles: bool = typer.Option(False, "--all-tiles", help="Search every tile shape the kernel ships."),
     target_sparsity: Optional[float] = typer.Option(
@@ -291,8 +290,7 @@ def plot(
     hardware: str = Hardware,
     kernel: Optional[str] = KernelOpt,
     kv_tiling: Optional[str] = KVTiling,
-    dim: int = multi_option(DEFAULT_DIM, "-d", "--dim", metavar="N",
-                            help="Head dim (selects the kernel's tile shapes)."),
+    dim: int = TileHeadDim,
     q_index: Optional[str] = multi_option(None, "--q-index", metavar="AXES",
                                           callback=single_problem_axes,
                                           help="tile-map: the Q tile, per axis (default 0)."),

@@ -169,6 +169,8 @@ Heads = multi_option(1, "-n", "--heads", metavar="N", help="Query heads.")
 HeadsKV = multi_option(None, "--heads-kv", metavar="N", help="KV heads (GQA/MQA); default: --heads.")
 DEFAULT_DIM = 64   # NATTEN's profiler default
 Dim = multi_option(DEFAULT_DIM, "-d", "--dim", metavar="N", help="Head dim of Q and K.")
+TileHeadDim = multi_option(DEFAULT_DIM, "-d", "--dim", metavar="N",
+                           help="Head dim (selects the kernel's tile shapes).")
 DimValue = multi_option(None, "--dim-value", metavar="N", help="Head dim of V; default: --dim.")
 Dtype = multi_option("fp16", "--dtype", metavar="DTYPE",
                      help="fp32, fp16, bf16, e4m3, e5m2 (fp8).")
