@@ -46,7 +46,7 @@ def main() -> None:
     cmd = [sys.executable, "-m", "gnasim", "predict", "-i", "30", "48", "80", "-w", "18", "24", "24",
            "--format", "json"]
     wall = timed(lambda: subprocess.run(cmd, check=True, capture_output=True), 5)
-    print(f"whole 'gnasim predict' command (python -m gnasim.cli): {wall:.3f} s")
+    print(f"whole 'gnasim predict' command (python -m gnasim): {wall:.3f} s")
 
     print("\n1-D sliding window (window = L/1024, tiles 128/128), cold cache:")
     print(f"{'tokens':>14} {'Q tiles':>12} {'time ms':>10} {'tile bound':>11}")

@@ -86,15 +86,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for hw, label in (("none", "bounds only"), ("h100", "h100, runtime columns")):
-            times = [cli_sweep(tmp / f"strides-{hw}.csv", hw) for _ in range(1 if args.quick else 3)]
-            rows = sum(1 for _ in open(tmp / "strides.csv")) - 1
+            out = tmp / f"strides-{hw}.csv"
+            times = [cli_sweep(out, hw) for _ in range(1 if args.quick else 3)]
+            rows = sum(1 for _ in open(out)) - 1
             print(f"gnasim sweep, {rows:,} strides to CSV ({label}, whole command): "
                   f"best {min(times):.2f} s, median {statistics.median(times):.2f} s")
 
         best = {}
         for _ in range(1 if args.quick else 3):      # alternate, so load affects both alike
             for bounds_only in (False, True):
-                t = tiles_sweep(tmp / "tiles.parquet", bounds_only)
+                t = tiles_sweep(tmp / f"tiles-{bounds_only}.parquet", bounds_only)
                 best[bounds_only] = min(best.get(bounds_only, t), t)
         print(f"gnasim sweep --tiles all --hardware h100 b200, 93,312 rows to Parquet (whole "
               f"command, best): runtime columns {best[False]:.2f} s, --bounds-only "
