@@ -33,11 +33,8 @@ Every number below is computed by the exact tile simulator; nothing is looked up
     ("code", """import pandas as pd
 import plotly.io as pio
 
-from gnasim import GNAConfig, load_profile, simulate
-from gnasim.explore.recommend import propose_windows, recommend
-from gnasim.explore.grid import spec_from_mapping
-from gnasim.explore.sweep import sweep_frame
-from gnasim import plots
+from gnasim import (GNAConfig, load_profile, pareto_figure, propose_windows, recommend, simulate,
+                    sparsity_figure, stride_heatmap_figure, sweep_frame, tile_map_figure)
 
 pio.renderers.default = "notebook"      # plotly.js embedded once: works offline
 pd.set_option("display.width", 140)
@@ -128,20 +125,20 @@ pd.DataFrame(paper.records())[["stride", "tile_speedup", "fully_block_sparse", "
     ("md", """## 4. Why: the plots
 
 The Pareto front (every stride in grey, NA / GNA / blocked marked):"""),
-    ("code", """plots.pareto_figure(choice["b200"]).show()"""),
+    ("code", """pareto_figure(choice["b200"]).show()"""),
     ("md", """The tile bound over the strides of axes 1 and 2, axis 0 at the stride the recommender
 picked: bright rows and columns are strides that line up with the 8-token tiles."""),
     ("code", """s = choice["b200"]
 axis0 = (s.smallest_block_sparse or s.best_stride())[0]
-plots.stride_heatmap_figure(s.config.replace(stride=(axis0, 1, 1)), axes=(1, 2), search=s).show()"""),
+stride_heatmap_figure(s.config.replace(stride=(axis0, 1, 1)), axes=(1, 2), search=s).show()"""),
     ("md", """A tile map shows one Q tile: the KV tiles it visits (full, partial, skipped) with the
 share of its queries attending each key. Compare neighborhood attention (stride 1) with the
 recommended stride on a slice through the height and width axes."""),
     ("code", """for stride in [(1, 1, 1), s.smallest_block_sparse or s.best_stride()]:
-    plots.tile_map_figure(s.config.replace(stride=stride), q_index=(2, 2, 4), axes=(1, 2)).show()"""),
+    tile_map_figure(s.config.replace(stride=stride), q_index=(2, 2, 4), axes=(1, 2)).show()"""),
     ("md", """Speedup bound against sparsity for NA, GNA (best stride) and blocked attention, windows
 growing in the layout's proportions:"""),
-    ("code", """plots.sparsity_figure(s.config, points=16).show()"""),
+    ("code", """sparsity_figure(s.config, points=16).show()"""),
     ("md", """## 5. From bounds to a step of the model
 
 Attention is 60.7% of HunyuanVideo's end-to-end time in the paper. With the first diffusion
