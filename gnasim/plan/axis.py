@@ -136,6 +136,11 @@ class GroupTiles:
             v0, f0 = s.block[VISITED], s.block[FULL]
             sv, sf = int(s.step[VISITED]), int(s.step[FULL])
             r = s.repeats
+            if sv == 0 and sf == 0:                     # every repeat has the block's rows
+                some = v0 >= 1
+                nz += r * int(some.sum())
+                points.update(zip(f0[some].tolist(), (v0 - f0)[some].tolist()))
+                continue
             for v, f in zip(v0.tolist(), f0.tolist()):
                 # k in [lo, hi): the repeats in which this tile visits something (v + k sv >= 1)
                 if sv == 0:
