@@ -1,7 +1,8 @@
 """Slow, literal brute-force reference: the full N x N mask and tile counts read off it.
 
 For tests only (small layouts). It shares no code with the fast path: windows are computed
-query by query from the rules in ``gna-semantics.md``, the mask is built over all token pairs,
+query by query from NATTEN's window rules (leader query, clamp into ``[0, L)``; SHI-Labs/NATTEN
+@ 8c8729f, ``csrc/include/natten/cuda/reference/mask.hpp``), the mask is built over all token pairs,
 and tile statistics are read from the permuted mask.
 """
 

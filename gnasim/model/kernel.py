@@ -20,9 +20,11 @@ from gnasim.hardware.profile import HardwareProfile, Kernel, KernelModel, Runtim
 
 DEFAULT_BASELINE = "cudnn-sdpa"
 
-# Uncalibrated dense baselines per architecture, from the kernels' own tile tables (hardware.md
-# 4.5: cuDNN sm90 flash fprop 2 x 64 Q rows x 128 KV, persistent; sm100 2 x 128 Q rows x 128 KV,
-# non-persistent; FlashAttention-2 on Ampere/Ada 128 x 64).
+# Uncalibrated dense baselines per architecture, from the kernels' own tile tables: cuDNN sm90
+# flash fprop 2 x 64 Q rows x 128 KV, persistent; sm100 2 x 128 Q rows x 128 KV, non-persistent
+# (NVIDIA/cudnn-frontend @ 3929da2, include/cudnn_frontend/experimental/sm90_sdpa_prefill_engine.h
+# and sm100_sdpa_prefill_engine.h); FlashAttention-2 on Ampere/Ada 128 x 64 at head dim 128
+# (Dao-AILab/flash-attention @ 0251105, csrc/flash_attn/src/flash_fwd_launch_template.h).
 DENSE_DEFAULTS: dict[str, tuple[str, str, str]] = {
     "hopper": ("128/128", "persistent", "cuDNN SDPA flash forward, sm90 (2 x 64 Q rows, persistent)"),
     "blackwell": ("256/128", "non-persistent", "cuDNN SDPA flash forward, sm100 (2 x 128 Q rows)"),

@@ -1,15 +1,17 @@
 """The backward tile plan: for every KV tile, which Q tiles a KV-stationary kernel visits.
 
-NATTEN's Hopper and Blackwell backward kernels are KV-stationary (``natten-kernels.md`` 2.3,
-``NeighborhoodAttentionBackwardMask::get_trip_count``): a CTA owns one KV tile and iterates over
-the Q tiles of a box, per axis (dilation-group-local coordinates, ``L = L_g``)::
+NATTEN's Hopper and Blackwell backward kernels are KV-stationary (SHI-Labs/NATTEN @ 8c8729f,
+``NeighborhoodAttentionBackwardMask::get_trip_count`` in
+``csrc/include/natten/cuda/fna_{hopper,blackwell}/collective/fna_fusion_bwd.hpp``): a CTA owns
+one KV tile and iterates over the Q tiles of a box, per axis (dilation-group-local coordinates, ``L = L_g``)::
 
     q_lo = floor(q_start(kv0) / t_q) * t_q
     q_hi = ceil(q_end(kv1) / t_q) * t_q          # kv1 = last slot of the KV tile, may be padding
 
 where ``[q_start(j), q_end(j))`` is the *inverse window* of key ``j``: the range of queries that
-attend it. :func:`inverse_window_bounds` uses the kernels' closed forms (``natten-kernels.md``
-1.1, ``off = S - S//2 - 1``); for a real key they equal the exact min/max of attending queries
+attend it. :func:`inverse_window_bounds` uses the kernels' closed forms
+(``get_bwd_win_start/end`` and ``get_bwd_stride_offset``, ``off = S - S//2 - 1``, in the same
+``fna_fusion_bwd.hpp``); for a real key they equal the exact min/max of attending queries
 (checked against the brute-force mask in ``tests/test_backward.py``). For a padding key they give
 ``q_end = L``, the value of the last real key, so a KV tile with any real key visits exactly the
 hull of the Q tiles holding a query that attends one of its keys. A KV tile made only of padding
@@ -137,8 +139,9 @@ def backward_plan(config, q_tile: tuple[int, ...], kv_tile: tuple[int, ...]) -> 
 
 
 def backward_flops(pairs: int, batch: int, heads: int, head_dim: int, head_dim_v: int) -> int:
-    """Backward FLOPs over ``pairs`` (query, key) pairs, cuDNN's convention
-    (``benchmark_single_sdpa.py``, ``hardware.md`` 5): ``2 * (3 * d_qk + 2 * d_v)`` per pair.
+    """Backward FLOPs over ``pairs`` (query, key) pairs, cuDNN's convention: ``2 * (3 * d_qk +
+    2 * d_v)`` per pair (NVIDIA/cudnn-frontend @ 3929da2,
+    ``benchmark/sdpa_benchmark_training/benchmark_single_sdpa.py``).
 
     That is the recomputed ``S = QK^T`` and ``dQ``, ``dK`` (``d_qk`` each) plus ``dP = dO V^T`` and
     ``dV`` (``d_v`` each), two FLOPs per multiply-add; 2.5x the forward count when ``d_qk = d_v``.

@@ -5,8 +5,11 @@ combined by products (:class:`TilePlan`): the GNA mask is an AND of per-axis mas
 counts, their sums, maxima and histograms factorise. No N x N mask is ever built here (see
 :mod:`gnasim.reference` for the slow check).
 
-Tiling follows the kernels (``natten-kernels.md``): each axis is split into ``D`` dilation groups,
-each group padded to ``ceil(L / (t * D)) * t`` tokens, and
+Tiling follows the kernels (SHI-Labs/NATTEN @ 8c8729f: ``get_trip_count`` in
+``csrc/include/natten/cuda/fna_{hopper,blackwell}/collective/fna_fusion.hpp``, token permutation
+in ``src/natten/token_permute/torch_impl.py``, Ampere's KV loop in
+``csrc/include/natten/cuda/fna/na_utils.cuh``): each axis is split into ``D`` dilation groups, each
+group padded to ``ceil(L / (t * D)) * t`` tokens, and
 
 * ``static`` KV tiling (Hopper, Blackwell, Flex; token-permuted): a Q tile visits KV tiles
   ``floor(start(first q) / t_kv)`` up to ``ceil(end(last q) / t_kv)`` on the KV tile grid;
