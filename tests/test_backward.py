@@ -19,7 +19,7 @@ from test_tiling_reference import axis_params, configs
 
 
 def _doc_inverse(j: int, L: int, K: int, S: int, causal: bool) -> tuple[int, int]:
-    """natten-kernels.md 1.1, transcribed literally (used for KV tiles with no real key)."""
+    """NATTEN @ 8c8729f get_bwd_win_start/end, transcribed literally (used for KV tiles with no real key)."""
     left, right, off = K // 2, K // 2 + K % 2 - 1, S - S // 2 - 1
     if causal:
         return j, min(((j + K) // S + (1 if j + K >= L else 0)) * S, L)

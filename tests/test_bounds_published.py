@@ -1,4 +1,4 @@
-"""Every published bound of gna-semantics.md section 4, reproduced to 3 decimals."""
+"""Every published bound of the GNA paper (arXiv 2504.16922) and NATTEN's docs, to 3 decimals."""
 
 import pytest
 

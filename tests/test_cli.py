@@ -61,7 +61,7 @@ def test_predict_table_and_note_for_unshipped_tile():
 def test_tiles_and_profiles_commands():
     rows = json.loads(run("tiles", "-i", "30", "48", "80", "--hardware", "a100", "--format", "json").stdout)
     cutlass = [r for r in rows if r["kernel"] == "cutlass-fna"]
-    assert len(cutlass) == 76  # 36 + 10 + 30 forward configs (natten-kernels.md 3.3)
+    assert len(cutlass) == 76  # 36 + 10 + 30 forward configs (NATTEN @ 8c8729f, backends/configs/cutlass)
     assert sum(r["default"] for r in cutlass) == 1
     profs = json.loads(run("profiles", "--format", "json").stdout)
     assert {"a100", "h100", "h200", "b200", "b300"} <= {p["name"] for p in profs}

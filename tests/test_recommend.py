@@ -17,7 +17,7 @@ from gnasim.explore.recommend import pareto_mask, propose_windows, recommend, se
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# gna-semantics.md section 4: layout 30x48x80, window 18x24x24, Q 4x8x8, KV 2x8x8
+# the GNA paper (arXiv 2504.16922): layout 30x48x80, window 18x24x24, Q 4x8x8, KV 2x8x8
 PUBLISHED = {"1x1x1": 3.273, "2x1x1": 3.600, "1x1x8": 5.455, "2x1x8": 6.000, "1x8x8": 9.091,
              "2x8x8": 10.000, "16x8x8": 11.111}
 PUBLISHED_E2E = {"1x1x1": 1.73, "2x1x1": 1.78, "1x1x8": 1.98, "2x1x8": 2.02, "1x8x8": 2.17,

@@ -63,7 +63,7 @@ def test_dynamic_plan_matches_reference(cfg):
 
 
 def test_worked_examples_from_semantics_doc():
-    """Key ranges of gna-semantics.md section 1 (L=16, K=5)."""
+    """Key ranges of the NATTEN window rules (L=16, K=5), worked by hand."""
     def keys(i, **kw):
         cfg = GNAConfig(input_size=kw.pop("L", 16), window_size=5, **kw)
         row = full_mask(cfg)[i]
@@ -83,7 +83,7 @@ def test_worked_examples_from_semantics_doc():
 
 
 def test_trip_counts_from_kernel_notes():
-    """natten-kernels.md 2.3: L=16, K=5, qt=kvt=4, aligned vs unaligned KV starts."""
+    """NATTEN kernels' KV tiling (L=16, K=5, qt=kvt=4): aligned vs unaligned KV starts."""
     def visits(mode, **kw):
         cfg = GNAConfig(input_size=16, q_tile=4, kv_tile=4, **kw)
         return tile_plan(cfg, mode).axes[0].visited.ravel().tolist()
