@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from gnasim.model.launch import fast_path
 from gnasim.model.solve import RuntimePrediction, predict_runtime
 from gnasim.hardware.profile import HardwareProfile, load_profile
 from gnasim.hardware.tiles import backward_tiles, resolve_tiles
+from gnasim.plan.flat import FlatPlan, flat_plan
 from gnasim.plan.tiling import KV_TILINGS, TilePlan, tile_plans
 from gnasim.plan.backward import BackwardPlan, backward_flops, backward_plan
 
@@ -97,7 +99,8 @@ class SimulationResult:
             head_dim_v=c.dim_v, dtype=c.dtype, tokens=c.tokens, q_tiles=p.q_tiles,
             kv_tiles=p.kv_tiles, vsum=p.tile_pairs_visited, fsum=p.tile_pairs_full,
             vmax=p.kv_tiles_visited_max, att=p.attended_pairs, dvmax=d.kv_tiles_visited_max,
-            dvsum=d.tile_pairs_visited, datt=d.attended_pairs, fast=fast_path(c),
+            dvsum=d.tile_pairs_visited, datt=d.attended_pairs,
+            fast=False if isinstance(p, FlatPlan) else fast_path(c),
             per_pair=flops_per_pair(c.batch, c.heads, c.head_dim, c.dim_v),
             tile_elems=p.q_tile_size * p.kv_tile_size, attention_fraction=self.attention_fraction,
             fraction=fraction, rt=self.runtime, bwd=self.backward,
@@ -151,13 +154,19 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
              attention_fraction: float | None = None, full_attention_steps: int = 0,
              total_steps: int | None = None, backward: bool = False,
              bwd_q_tile: tuple[int, ...] | None = None,
-             bwd_kv_tile: tuple[int, ...] | None = None) -> SimulationResult:
+             bwd_kv_tile: tuple[int, ...] | None = None, tiling: str = "multi-dim",
+             flat_tiles: tuple[int, int] | None = None) -> SimulationResult:
     """Simulate one configuration: its tile plan, FLOPs, sparsity and speedup bounds.
 
     ``hardware`` (a profile name, path or object) supplies default tile shapes and the KV tiling
     mode of its kernel; explicit tiles and ``kv_tiling`` override them. ``backward=True`` adds
     the KV-stationary backward plan (``bwd_`` keys), tiled by ``bwd_q_tile``/``bwd_kv_tile`` or
     the kernel's first backward tile shape for the rank and head dim.
+
+    ``tiling="flat"`` tiles the row-major flattening of the layout into runs of tokens (what
+    FlexAttention does with a plain mask): ``flat_tiles`` = (Q, KV) tokens, by default the token
+    counts of the box tiles. Flat plans give the exact counts and bounds; they have no runtime
+    prediction and no backward plan yet.
     """
     profile = load_profile(hardware) if isinstance(hardware, str) else hardware
     kern = profile.kernel(kernel) if profile is not None else None
@@ -167,6 +176,11 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
         raise ConfigError(f"kv_tiling: '{mode}' is not one of {list(KV_TILINGS)}")
     if attention_fraction is not None:
         amdahl(1.0, attention_fraction, full_attention_steps, total_steps)  # validates the inputs
+    if tiling not in TILINGS:
+        raise ConfigError(f"tiling: '{tiling}' is not one of {list(TILINGS)}")
+    if tiling == "flat":
+        return _simulate_flat(config, profile, kern, notes, flat_tiles, attention_fraction,
+                              full_attention_steps, total_steps, backward)
     plan, dense_plan = tile_plans([config, config.dense()], mode)
     bwd = None
     if backward:
@@ -186,3 +200,24 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
                             kern.name if kern is not None else None,
                             attention_fraction, full_attention_steps, total_steps, tuple(notes),
                             runtime, bwd)
+
+
+TILINGS = ("multi-dim", "flat")
+
+
+def _simulate_flat(config: GNAConfig, profile: HardwareProfile | None, kern: Any,
+                   notes: list[str], flat_tiles: tuple[int, int] | None,
+                   attention_fraction: float | None, full_attention_steps: int,
+                   total_steps: int | None, backward: bool) -> SimulationResult:
+    """The flat-tiling prediction: exact plans of GNA and of self attention, no runtime."""
+    if backward:
+        raise ConfigError("backward: flat tiling has no backward plan yet; use --tiling multi-dim")
+    q, kv = flat_tiles if flat_tiles is not None else (math.prod(config.q_tile),
+                                                        math.prod(config.kv_tile))
+    plan, dense_plan = flat_plan(config, q, kv), flat_plan(config.dense(), q, kv)
+    if profile is not None:
+        notes.append("no runtime prediction: the runtime model covers box (multi-dim) tiling only")
+    return SimulationResult(config, plan, dense_plan,
+                            profile.name if profile is not None else None,
+                            kern.name if kern is not None else None,
+                            attention_fraction, full_attention_steps, total_steps, tuple(notes))

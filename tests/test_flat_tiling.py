@@ -232,3 +232,37 @@ def test_plan_arrays_are_read_only():
         plan.visited[0] = 0
     with pytest.raises(ValueError):
         plan.full[0] = 1
+
+
+def test_simulate_and_predict_take_flat_tiling():
+    """simulate(tiling="flat") and `predict --tiling flat` report the flat plan's exact counts."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gnasim import simulate
+    from gnasim.cli import app, join_multi_values
+
+    cfg = GNAConfig(input_size=(30, 48, 80), window_size=(18, 24, 24), stride=(16, 8, 8))
+    res = simulate(cfg, "h100", tiling="flat", flat_tiles=(128, 128))
+    ref = flat_plan(cfg, 128, 128)
+    d = res.to_dict()
+    assert (d["q_tile"], d["kv_tile"], d["kv_tiling"]) == ("128", "128", "flat")
+    assert d["tile_pairs_visited"] == int(ref.visited.sum()) == 243_000
+    assert d["tile_speedup"] == 900 / 270 and d["natten_fast_path"] is False
+    assert "predicted_time_ms" not in d and any("runtime" in n for n in d["notes"])
+    # default flat tiles: the token counts of the kernel's box tiles (h100 3-D: 4x4x8 = 128)
+    assert simulate(cfg, "h100", tiling="flat").plan.q_tile == (128,)
+
+    def run(*args):
+        return CliRunner().invoke(app, join_multi_values(["predict", "-i", "30", "48", "80", "-w",
+                                                          "18", "24", "24", "-s", "16", "8", "8",
+                                                          "--tiling", "flat", *args]))
+    out = run("--q-tile", "128", "--kv-tile", "128", "--format", "json")
+    assert out.exit_code == 0 and json.loads(out.stdout)["tile_pairs_visited"] == 243_000
+    for bad, word in ((["--q-tile", "4", "8", "8", "--kv-tile", "128"], "one token count"),
+                      (["--backprop"], "backward"), (["--optimize"], "tiling")):
+        res = run(*bad)
+        assert res.exit_code == 2 and word in res.stderr, res.stderr
+    with pytest.raises(ConfigError, match="tiling"):
+        simulate(cfg, "h100", tiling="diagonal")

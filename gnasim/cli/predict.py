@@ -28,6 +28,11 @@ class Schedule(str, Enum):
     pp = "pp"
 
 
+class Tiling(str, Enum):
+    multi_dim = "multi-dim"
+    flat = "flat"
+
+
 def _tiles(text: Optional[str], name: str) -> Optional[tuple[int, ...]]:
     from gnasim.config import parse_ints
 
@@ -214,10 +219,23 @@ def predict(
     total_steps: Optional[int] = typer.Option(
         None, "--total-steps", metavar="N", help="Total diffusion steps (with --attention-fraction)."),
     histogram: bool = typer.Option(False, "--histogram", help="Show KV tiles per Q tile histogram."),
+    tiling: Tiling = typer.Option(
+        Tiling.multi_dim, "--tiling",
+        help="multi-dim: box tiles (NATTEN); flat: runs of tokens of the row-major layout "
+             "(FlexAttention with a plain mask); --q-tile/--kv-tile are then token counts."),
     fmt: OutputFormat = Format,
 ) -> None:
     """Predict the tile plan, FLOPs, bounds and runtime of one GNA configuration."""
     from gnasim.prediction import simulate
+
+    flat_tiles = None
+    if tiling == Tiling.flat:
+        if dry_run or optimize_:
+            raise ConfigError("tiling: --dry-run and --optimize rank the kernels' box tiles; "
+                              "drop --tiling flat")
+        if q_tile is not None and kv_tile is not None:
+            flat_tiles = (_flat_tokens(q_tile, "q_tile"), _flat_tokens(kv_tile, "kv_tile"))
+            q_tile = kv_tile = None
 
     if dry_run and optimize_:
         raise ConfigError("dry_run: --dry-run and --optimize cannot be run together")
@@ -260,7 +278,8 @@ def predict(
     result = simulate(cfg, profile, kernel=choice.kernel, kv_tiling=kv_tiling,
                       attention_fraction=attention_fraction,
                       full_attention_steps=full_attention_steps, total_steps=total_steps,
-                      backward=backward, bwd_q_tile=bq, bwd_kv_tile=bkv)
+                      backward=backward, bwd_q_tile=bq, bwd_kv_tile=bkv,
+                      tiling=tiling.value, flat_tiles=flat_tiles)
     result = _with_choice(result, profile, choice)
     extra.update({k: v for k, v in (("backend", kernel), ("fmha_backend", choice.fmha)) if v})
     kv_extra, kv_notes = natten.add_kv_extra(result.config, add_kv)
@@ -293,6 +312,16 @@ def predict(
     render_prediction(result, histogram=histogram, extra=extra)
     if optimize_:
         render_optimize(extra["optimize"], extra.get("optimize_backward"))
+
+
+def _flat_tokens(text: str, name: str) -> int:
+    """One token count for a flat tile (``--q-tile 128``)."""
+    from gnasim.config import parse_ints
+
+    values = parse_ints(text, name)
+    if len(values) != 1:
+        raise ConfigError(f"{name}: flat tiling takes one token count, got {text!r}")
+    return values[0]
 
 
 def _with_choice(result: Any, profile: Any, choice: natten.Choice) -> Any:
