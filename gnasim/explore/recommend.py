@@ -7,7 +7,7 @@ an equal or higher tile bound: a larger stride costs translational equivariance,
 strictly better bound.
 
 Everything is per axis: the worst Q tile's KV tile count is a product of per-axis maxima
-(:mod:`gnasim.tiling`), so the whole grid of ``prod(K_d)`` strides costs ``sum(K_d)`` axis plans
+(:mod:`gnasim.plan.tiling`), so the whole grid of ``prod(K_d)`` strides costs ``sum(K_d)`` axis plans
 and one outer product; the Pareto test is a cumulative minimum along each axis. A stride is
 perfectly block-sparse iff every axis is (the product of per-axis full/visited sums matches only
 then), so the block-sparse strides form a box and the smallest one is its corner, per axis the

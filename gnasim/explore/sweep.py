@@ -12,11 +12,11 @@ per-axis field (``input_size``, ``window_size``, ``stride``, ``dilation``, ``cau
 How it is fast
 --------------
 The GNA mask is an AND of per-axis masks, so every count in a ``predict`` record is a product of
-per-axis counts (:mod:`gnasim.tiling`). A *block* fixes everything that is not per-axis (hardware,
+per-axis counts (:mod:`gnasim.plan`). A *block* fixes everything that is not per-axis (hardware,
 kernel, head dim, layout, tile shape); inside a block each axis has a list of options
-``(window, stride, dilation, causal)`` whose per-axis statistics are computed once with
-:func:`gnasim.tiling.axis_plan`. A row is one option per axis (plus an attention share), and its
-columns are products of the per-axis statistics, gathered and multiplied with numpy for a chunk of
+``(window, stride, dilation, causal)`` whose per-axis statistics are computed once
+(:func:`gnasim.plan.stats.axis_stats_many`). A row is one option per axis (plus an attention
+share), and its columns are products of the per-axis statistics, gathered and multiplied with numpy for a chunk of
 rows at a time. Invalid options (stride > window, ...) are filtered per axis, so the number of
 invalid combinations is exact without enumerating them.
 
