@@ -14,21 +14,14 @@ from gnasim.plan import flat
 from gnasim.plan.flat import flat_plan
 from gnasim.reference import flat_reference_counts, flat_tile_reference, full_mask
 
-
-@st.composite
-def axis_params(draw, max_len):
-    L = draw(st.integers(2, max_len))
-    D = draw(st.integers(1, max(1, L // 2)))
-    K = draw(st.integers(2, max(2, L // D)))
-    S = draw(st.integers(1, K))
-    return L, K, S, D, draw(st.booleans())
+from test_tiling_reference import mask_params
 
 
 @st.composite
 def cases(draw):
     rank = draw(st.integers(1, 3))
     max_len = {1: 40, 2: 14, 3: 7}[rank]
-    axes = [draw(axis_params(max_len)) for _ in range(rank)]
+    axes = [draw(mask_params(max_len)) for _ in range(rank)]
     cols = list(zip(*axes))
     cfg = GNAConfig(input_size=cols[0], window_size=cols[1], stride=cols[2], dilation=cols[3],
                     causal=cols[4])

@@ -11,12 +11,18 @@ from gnasim.plan.tiling import tile_plan
 
 
 @st.composite
-def axis_params(draw, max_len):
+def mask_params(draw, max_len):
+    """One valid axis of the mask: (length, window, stride, dilation, causal)."""
     L = draw(st.integers(2, max_len))
     D = draw(st.integers(1, max(1, L // 2)))
     K = draw(st.integers(2, max(2, L // D)))
     S = draw(st.integers(1, K))
-    causal = draw(st.booleans())
+    return L, K, S, D, draw(st.booleans())
+
+
+@st.composite
+def axis_params(draw, max_len):
+    L, K, S, D, causal = draw(mask_params(max_len))
     qt = draw(st.sampled_from([1, 2, 3, 4, 5, 8]))
     kvt = draw(st.sampled_from([1, 2, 3, 4, 6, 8]))
     return L, K, S, D, causal, qt, kvt
