@@ -229,20 +229,25 @@ def test_lock_is_checked_before_anything_is_written(tmp_path, suffix):
 
 # -- full disk -------------------------------------------------------------------------------------
 
+def tmpfs(path: Path, options: str, why_skip: str):
+    """Mount a tmpfs with ``options`` on ``path`` for a fixture's lifetime (skip if impossible)."""
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                         capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(why_skip)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 256 KiB tmpfs (needs root and mount); skipped elsewhere (the ENOSPC tests below that
     inject the error run everywhere)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                         capture_output=True)
-    if res.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    yield from tmpfs(mnt, "size=256k", "cannot mount a small tmpfs here")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -310,14 +315,8 @@ def read_only_dir(tmp_path):
         yield d
         d.chmod(0o755)
         return
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(d)],
-                         capture_output=True)
-    if res.returncode != 0:
-        pytest.skip("root without mount: permissions cannot make a directory read-only")
-    try:
-        yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+    yield from tmpfs(d, "ro,size=64k",
+                     "root without mount: permissions cannot make a directory read-only")
 
 
 def test_read_only_directory_every_writer(read_only_dir):
