@@ -27,18 +27,12 @@ from gnasim.errors import ConfigError
 from gnasim.hardware.profile import HardwareProfile
 from gnasim.hardware.tiles import resolve_tiles
 from gnasim.model.kernel import ResolvedKernel, resolve_kernel
+from gnasim.plan.cache import BoundedCache
 from gnasim.plan.fast_path import natten_fast_path
 from gnasim.plan.tiling import AxisPlan, TilePlan, axis_plan, tile_plan
 
-_CACHE_MAX = 4096
-
-
-def remember(cache: dict, key: Any, value: Any) -> Any:
-    """Store ``value`` under ``key`` in a FIFO cache of at most 4,096 entries; return it."""
-    if len(cache) >= _CACHE_MAX:
-        cache.pop(next(iter(cache)))
-    cache[key] = value
-    return value
+# launch caches: keyed by the (immutable) plans' parameters, bounded like the plan caches
+CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -62,7 +56,7 @@ class AxisFacts:
     front_vis: Any
 
 
-_axis_cache: dict[tuple, AxisFacts] = {}
+_axis_cache: BoundedCache[tuple, AxisFacts] = BoundedCache(CACHE_SIZE)
 
 
 def axis_key(ap: AxisPlan) -> tuple:
@@ -76,7 +70,7 @@ def axis_facts(ap: AxisPlan) -> AxisFacts:
     hit = _axis_cache.get(key)
     if hit is None:
         nz, ff, fv = ap.front()
-        hit = remember(_axis_cache, key, AxisFacts(
+        hit = _axis_cache.put(key, AxisFacts(
             ap.length, ap.q_tile, ap.kv_tile, ap.dilation, ap.visited_sum, ap.full_sum,
             ap.visited_max, ap.dilation * ap.q_tiles_per_group,
             ap.dilation * ap.kv_tiles_per_group, nz, ff, fv))
@@ -226,8 +220,8 @@ def stack_launches(shapes: list[LaunchShape]) -> LaunchShape:
                        front_m=np.array([pad(s.front_m) for s in shapes], dtype=np.float64))
 
 
-_fast_cache: dict[tuple, bool] = {}
-_shape_cache: dict[tuple, LaunchShape] = {}
+_fast_cache: BoundedCache[tuple, bool] = BoundedCache(CACHE_SIZE)
+_shape_cache: BoundedCache[tuple, LaunchShape] = BoundedCache(CACHE_SIZE)
 
 
 def fast_path(config: GNAConfig) -> bool:
@@ -236,7 +230,7 @@ def fast_path(config: GNAConfig) -> bool:
            config.q_tile, config.kv_tile)
     hit = _fast_cache.get(key)
     if hit is None:
-        hit = remember(_fast_cache, key, natten_fast_path(config))
+        hit = _fast_cache.put(key, natten_fast_path(config))
     return hit
 
 
@@ -248,7 +242,7 @@ def launch_shape(config: GNAConfig, plan: TilePlan, rk: ResolvedKernel,
            config.kv_heads, config.head_dim, config.dim_v, config.dtype)
     hit = _shape_cache.get(key)
     if hit is None:
-        hit = remember(_shape_cache, key, build_launch([axis_facts(a) for a in plan.axes], config,
+        hit = _shape_cache.put(key, build_launch([axis_facts(a) for a in plan.axes], config,
                                                        rk.masking, rk.token_permute, fast))
     return hit
 

@@ -37,7 +37,9 @@ from gnasim.config import GNAConfig
 from gnasim.errors import ConfigError
 from gnasim.hardware.profile import HardwareProfile
 from gnasim.model.kernel import ModelParams, Rates, ResolvedKernel, baseline_name, resolve_kernel, runtime_model
-from gnasim.model.launch import LaunchShape, axis_key, dense_launch_shape, launch_shape, remember
+from gnasim.plan.cache import BoundedCache
+from gnasim.model.launch import (CACHE_SIZE, LaunchShape, axis_key, dense_launch_shape,
+                                 launch_shape)
 from gnasim.plan.tiling import TilePlan
 
 BOUNDS = ("tensor", "exp", "memory", "latency")
@@ -269,7 +271,8 @@ def make_side(own_dense: LaunchShape, p: ModelParams, base: LaunchShape, base_p:
                      kernel_time(base, base_p, rates), baseline, notes)
 
 
-_dense_cache: dict[tuple, tuple[HardwareProfile, Any, DenseSide]] = {}
+_dense_cache: BoundedCache[tuple, tuple[HardwareProfile, Any, DenseSide]] = \
+    BoundedCache(CACHE_SIZE)
 
 
 def dense_side(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
@@ -295,7 +298,7 @@ def dense_side(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile
                  f"{rk.name} with window = layout is the baseline",)
     side = make_side(own_dense, ModelParams.of(rk.model, rm), base,
                      ModelParams.of(base_model, rm), rates, base_name, notes)
-    remember(_dense_cache, key, (profile, rk.model, side))
+    _dense_cache.put(key, (profile, rk.model, side))
     return side
 
 
@@ -388,12 +391,12 @@ def prepare(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
     key = (id(profile), id(rk.model), config.dtype)
     hit = _params_cache.get(key)
     if hit is None or hit[0] is not profile or hit[1] is not rk.model:   # identities: no stale ids
-        hit = remember(_params_cache, key, (profile, rk.model, ModelParams.of(
+        hit = _params_cache.put(key, (profile, rk.model, ModelParams.of(
             rk.model, runtime_model(profile)), Rates.of(profile, config.dtype)))
     return Prepared(rk, hit[2], hit[3], dense_side(config, dense_plan, profile, rk, baseline))
 
 
-_params_cache: dict[tuple, tuple] = {}
+_params_cache: BoundedCache[tuple, tuple] = BoundedCache(CACHE_SIZE)
 
 
 def predict_runtime(config: GNAConfig, plan: TilePlan, dense_plan: TilePlan,
