@@ -90,7 +90,9 @@ def _bwd(name: str, dtype: str, compute: Callable[[Any], Any]) -> Column:
 
 
 COMPONENTS = ("tensor", "exp", "memory", "latency")
-FACTORS = ("waves", "masking", "overheads", "clock", "baseline", "permute")
+# the explanation steps (gnasim.model.solve.speedup_steps), in order
+FACTORS = ("waves", "masking", "mma_shape", "iteration", "overheads", "clock", "baseline",
+           "permute")
 
 COLUMNS: tuple[Column, ...] = (
     *(_ident(n) for n in ("hardware", "kernel", "input_size", "window_size", "stride",

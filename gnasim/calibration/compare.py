@@ -26,8 +26,9 @@ from gnasim.model.solve import explain, kernel_time, permute_time_ms
 from gnasim.errors import MeasurementError
 from gnasim.hardware.profile import HardwareProfile
 from gnasim.calibration.measurements import MeasurementSet
+from gnasim.record import FACTORS
 
-FACTOR_STEPS = ("waves", "masking", "overheads", "clock", "baseline", "permute")
+FACTOR_STEPS = FACTORS
 
 
 @dataclass
@@ -69,7 +70,7 @@ def _params(r: BoundRow) -> ModelParams:
 
 def _predict_rows(rows: list[BoundRow]) -> list[RowResult]:
     """Predictions with each profile's current parameters (every row in one model call)."""
-    return row_results(rows, *predict_rows(rows, [_params(r) for r in rows]), range(len(rows)))
+    return row_results(rows, *predict_rows(rows), range(len(rows)))
 
 
 def _loo_rows(rows: list[BoundRow], prior_weight: float) -> list[RowResult]:
@@ -79,9 +80,8 @@ def _loo_rows(rows: list[BoundRow], prior_weight: float) -> list[RowResult]:
     out: dict[int, RowResult] = {}
     for idx in groups.values():
         remap = {old: new for new, old in enumerate(idx)}
-        sub = [BoundRow(rows[i].m, rows[i].profile, rows[i].launch, rows[i].rates,
-                        remap.get(rows[i].baseline) if rows[i].baseline is not None else None)
-               for i in idx]
+        sub = [rows[i].with_baseline(remap.get(rows[i].baseline)
+                                     if rows[i].baseline is not None else None) for i in idx]
         if len(sub) < 2:
             raise MeasurementError(f"loo: profile '{sub[0].profile.name}' has one row; "
                                    "leave-one-out needs at least two")
