@@ -34,12 +34,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gnasim.config import GNAConfig
-from gnasim.errors import ConfigError
+from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import HardwareProfile
 from gnasim.model.kernel import ModelParams, Rates, ResolvedKernel, baseline_name, resolve_kernel, runtime_model
 from gnasim.plan.cache import BoundedCache
-from gnasim.model.launch import (CACHE_SIZE, LaunchShape, axis_key, dense_launch_shape,
+from gnasim.model.launch import (CACHE_SIZE, LaunchShape, axis_key, backward_kernel,
+                                 backward_launch_shape, dense_backward_shape, dense_launch_shape,
                                  launch_shape)
+from gnasim.plan.backward import BackwardPlan
+from gnasim.model.uncertainty import Certainty, certainty
 from gnasim.plan.tiling import TilePlan
 
 BOUNDS = ("tensor", "exp", "memory", "latency")
@@ -364,6 +367,7 @@ class RuntimePrediction:
     tile_pairs: Any
     mask_all: Any
     notes: tuple[str, ...] = field(default=())
+    certainty: Certainty | None = None      # calibration status and 90% intervals
 
     @property
     def time_ms(self) -> Any:
@@ -383,14 +387,16 @@ class RuntimePrediction:
 
 
 def predict_launch(kernel: str, shape: LaunchShape, side: DenseSide, p: ModelParams,
-                   rates: Rates, tile_bound: Any) -> RuntimePrediction:
+                   rates: Rates, tile_bound: Any, certain: Certainty | None = None
+                   ) -> RuntimePrediction:
     """The prediction for a GNA launch (or one per row) against its dense side."""
     g = kernel_time(shape, p, rates)
     perm = permute_time_ms(shape, p, rates)
     factors, steps = speedup_steps(tile_bound, side, tile_makespan(shape, rates.sms),
                                    step_times(shape, p, rates), perm)
     return RuntimePrediction(kernel, side.baseline, g, side.dense, perm, factors, steps,
-                             shape.masked_pairs, shape.tile_pairs, shape.mask_all, side.notes)
+                             shape.masked_pairs, shape.tile_pairs, shape.mask_all, side.notes,
+                             certain)
 
 
 class Prepared(NamedTuple):
@@ -400,6 +406,7 @@ class Prepared(NamedTuple):
     params: ModelParams
     rates: Rates
     side: DenseSide
+    certainty: Certainty | None = None
 
 
 def prepare(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
@@ -414,7 +421,20 @@ def prepare(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
     if hit is None or hit[0] is not profile or hit[1] is not rk.model:   # identities: no stale ids
         hit = _params_cache.put(key, (profile, rk.model, ModelParams.of(
             rk.model, runtime_model(profile)), Rates.of(profile, config.dtype)))
-    return Prepared(rk, hit[2], hit[3], dense_side(config, dense_plan, profile, rk, baseline))
+    side = dense_side(config, dense_plan, profile, rk, baseline)
+    return Prepared(rk, hit[2], hit[3], side,
+                    prediction_certainty(profile, rk, baseline or baseline_name(profile)))
+
+
+def prediction_certainty(profile: HardwareProfile, rk: ResolvedKernel, baseline: str
+                         ) -> Certainty | None:
+    """Calibration status and intervals of a kernel against a baseline on a profile (None when
+    the family model cannot be read, e.g. a profile path without one)."""
+    try:
+        base = resolve_kernel(profile, baseline)
+    except GnasimError:
+        return None
+    return certainty(profile, rk.family, base.family)
 
 
 _params_cache: BoundedCache[tuple, tuple] = BoundedCache(CACHE_SIZE)
@@ -425,11 +445,11 @@ def predict_runtime(config: GNAConfig, plan: TilePlan, dense_plan: TilePlan,
                     tile_bound: float | None = None, baseline: str | None = None,
                     fast: bool | None = None) -> RuntimePrediction:
     """The runtime prediction for a simulated configuration (tiles set) on a profile."""
-    rk, params, rates, side = prepare(config, dense_plan, profile, kernel, baseline)
+    prep = prepare(config, dense_plan, profile, kernel, baseline)
     if tile_bound is None:
         tile_bound = dense_plan.kv_tiles_visited_max / plan.kv_tiles_visited_max
-    return predict_launch(rk.name, launch_shape(config, plan, rk, fast), side, params, rates,
-                          tile_bound)
+    return predict_launch(prep.kernel.name, launch_shape(config, plan, prep.kernel, fast),
+                          prep.side, prep.params, prep.rates, tile_bound, prep.certainty)
 
 
 def explain(gna: LaunchShape, own_dense: LaunchShape, base: LaunchShape, p: ModelParams,
@@ -441,3 +461,39 @@ def explain(gna: LaunchShape, own_dense: LaunchShape, base: LaunchShape, p: Mode
     factors, steps = speedup_steps(tile_bound, side, tile_makespan(gna, rates.sms),
                                    step_times(gna, p, rates), permute_ms)
     return factors, steps, g, side.dense
+
+
+# -- the backward pass -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackwardPrediction:
+    """Predicted backward-pass times of a GNA kernel and of the dense baseline's backward."""
+
+    kernel: str
+    baseline: str
+    time_ms: float
+    dense_time_ms: float
+    certainty: Certainty | None = None
+
+    @property
+    def speedup(self) -> float:
+        return self.dense_time_ms / self.time_ms
+
+
+def predict_backward(config: GNAConfig, plan: BackwardPlan, profile: HardwareProfile,
+                     kernel: str | None = None, baseline: str | None = None) -> BackwardPrediction:
+    """The backward pass over its KV-stationary plan (dQ, dK, dV GEMMs, the recomputed softmax,
+    the dQ accumulation in the per-iteration cost) against the baseline's dense backward."""
+    rm, rates = runtime_model(profile), Rates.of(profile, config.dtype)
+    rk = backward_kernel(resolve_kernel(profile, kernel))
+    brk = backward_kernel(resolve_kernel(profile, baseline or baseline_name(profile)))
+    gna = time_ms(backward_launch_shape(config, plan, rk), ModelParams.of(rk.model, rm), rates)
+    dense = dense_backward_shape(config, brk)
+    if dense is None:
+        raise ConfigError(f"causal: the baseline {brk.name} cannot run this causal pattern's "
+                          "backward pass as one sequence")
+    dense_ms = time_ms(dense, ModelParams.of(brk.model, rm), rates)
+    try:
+        certain = certainty(profile, rk.family, brk.family)
+    except GnasimError:
+        certain = None
+    return BackwardPrediction(rk.name, brk.name, float(gna), float(dense_ms), certain)

@@ -91,3 +91,42 @@ def interval(cal: Calibration, kind: str = "time", fm: FamilyModel | None = None
             basis = f"{cal.family if own else POOLED}/{status}"
             return Interval(math.exp(-q["q95"]), math.exp(-q["q05"]), int(q.get("n", 0)), basis)
     return None
+
+
+@dataclass(frozen=True)
+class Certainty:
+    """The calibration of a prediction's kernel and of its dense baseline, and the intervals of
+    its time, the baseline's time and the speedup (None: no evidence recorded)."""
+
+    kernel: Calibration
+    baseline: Calibration
+    time: Interval | None
+    dense_time: Interval | None
+    speedup: Interval | None
+
+    @property
+    def status(self) -> str:
+        """The weaker of the kernel's and the baseline's status."""
+        order = ("calibrated", "transferred", "datasheet-only")
+        return max(self.kernel.status, self.baseline.status, key=order.index)
+
+    def warning(self, kernel: str, gpu: str) -> str | None:
+        """One line for a prediction that is not calibrated on this GPU."""
+        if self.status == "calibrated":
+            return None
+        if self.kernel.status == "datasheet-only" or self.baseline.status == "datasheet-only":
+            who = self.kernel.family if self.kernel.status == "datasheet-only" else self.baseline.family
+            return (f"datasheet-only: no measured row of {who} anywhere; {kernel} on {gpu} is "
+                    "predicted from datasheet facts and prior parameters (wide interval)")
+        gpus = ", ".join((self.kernel.evidence.gpus if self.kernel.evidence else [])[:4])
+        return (f"transferred: no measured row of {self.kernel.family} on {gpu}; parameters "
+                f"fitted on {gpus or 'other GPUs'} carried over with {gpu}'s datasheet")
+
+
+def certainty(profile: HardwareProfile, family: str, baseline_family: str,
+              fm: FamilyModel | None = None) -> Certainty:
+    """Status and intervals of a kernel family's prediction against a baseline family's."""
+    fm = fm if fm is not None else load_families()
+    k, b = calibration_of(profile, family, fm), calibration_of(profile, baseline_family, fm)
+    return Certainty(k, b, interval(k, "time", fm), interval(b, "time", fm),
+                     interval(k, "speedup", fm))
