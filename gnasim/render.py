@@ -375,6 +375,15 @@ def render_compare(report, out: Optional[Path] = None, plot: Optional[Path] = No
                              ("mape_time", "mape_speedup", "mape_speedup_with_permute")),
                   "", "", "")
     con.print(s)
+    for by, groups in m.get("by", {}).items():
+        g = Table(title=f"Errors by {by}", title_justify="left")
+        for col in ("group", "rows", "in sample", "MAPE time", "speedups", "MAPE speedup"):
+            g.add_column(col, justify="left" if col == "group" else "right")
+        for name, gm in groups.items():
+            g.add_row(name, str(gm["n"]), str(gm["in_sample"]), _pct(gm["mape_time"]),
+                      str(gm["n_speedup"]), _pct(gm["mape_speedup"]))
+        con.print(g)
+    con.print(sample_statement(report))
     for w in report.warnings:
         con.print(f"[yellow]note:[/] {w}")
     if report.skipped:
@@ -382,6 +391,24 @@ def render_compare(report, out: Optional[Path] = None, plot: Optional[Path] = No
     for label, path in (("CSV", out), ("plot", plot)):
         if path is not None:
             con.print(f"{label} written to {path}")
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}%"
+
+
+def sample_statement(report) -> str:
+    """Whether a comparison's errors are in-sample, out-of-sample or both."""
+    if report.loo:
+        return "errors are out-of-sample: each row predicted by a per-GPU fit without it"
+    m = report.metrics
+    n_in, n_out = m.get("in_sample_rows", 0), m.get("out_of_sample_rows", 0)
+    if n_out == 0:
+        return (f"errors are in-sample: the shipped model was fitted on all {n_in} rows "
+                "(gnasim calibrate --corpus reports held-out errors)")
+    if n_in == 0:
+        return f"errors are out-of-sample: the shipped model was not fitted on any of these {n_out} rows"
+    return f"errors mix {n_in} in-sample rows (the shipped model was fitted on them) and {n_out} out-of-sample rows"
 
 
 def render_calibration(cals, written: list[str | None]) -> None:

@@ -19,7 +19,8 @@ import numpy as np
 from gnasim.calibration.corpus import load_corpus, model_scope
 from gnasim.calibration.fit import bind_rows
 from gnasim.calibration.measurements import Measurement, MeasurementSet
-from gnasim.calibration.shared_fit import (DEFAULT_PRIOR_WEIGHT, SharedFit, SharedProblem,
+from gnasim.calibration.shared_fit import (ARCH_PARAMS, DEFAULT_PRIOR_WEIGHT, FAMILY_PARAMS,
+                                           SHARED_PARAMS, SharedFit, SharedProblem,
                                            build_shared_problem, fit_shared, in_family_model, mape)
 from gnasim.calibration.transfer import (Residual, coverage, error_table, held_out,
                                          interval_table, row_family)
@@ -72,8 +73,9 @@ def corpus_rows(datasets: Iterable[str] | None = None, roles: Iterable[str] = ("
 
 def corpus_problem(rows: list[Measurement], fm: FamilyModel | None = None,
                    profiles: list[HardwareProfile] | None = None) -> tuple[SharedProblem, list[str]]:
-    """The shared problem of measured rows (rows the model cannot bind are left out, listed)."""
-    fm = fm if fm is not None else load_families()
+    """The shared problem of measured rows (rows the model cannot bind are left out, listed).
+    Priors are the hand-written family values, never an earlier fit's."""
+    fm = fm if fm is not None else load_families(fitted=False)
     bound, errors = bind_rows(MeasurementSet("corpus", rows), profiles, skip_bad_rows=True)
     bound, why = in_family_model(bound, fm)
     if not bound:
@@ -104,16 +106,18 @@ def _round(v: float) -> float:
 
 def fitted_tables(cal: CorpusCalibration) -> dict[str, Any]:
     """The fitted values and evidence, as the tables of ``fitted.toml``."""
-    out: dict[str, Any] = {"shared": {}, "architectures": {}, "families": {}, "evidence": {}}
-    for p, v in zip(cal.problem.params, cal.fit.x):
-        if p.scope == "shared":
-            out["shared"][p.name] = _round(v)
-        elif p.scope.startswith("arch:"):
-            out["architectures"].setdefault(p.scope[5:], {})[p.name] = _round(v)
-        else:
-            name, _, part = p.scope[7:].partition("/")
-            fam = out["families"].setdefault(name, {})
-            (fam.setdefault("backward", {}) if part == "bwd" else fam)[p.name] = _round(v)
+    fm = cal.model
+    names = [n for n, *_ in FAMILY_PARAMS]
+    out: dict[str, Any] = {
+        "shared": {n: _round(getattr(fm.shared, n)) for n, *_ in SHARED_PARAMS},
+        "architectures": {a: {n: _round(getattr(am, n)) for n, *_ in ARCH_PARAMS}
+                          for a, am in fm.architectures.items()},
+        "families": {}, "evidence": {}}
+    for name, fam in fm.families.items():
+        entry = {n: _round(getattr(fam, n)) for n in names}
+        if fam.backward is not None:
+            entry["backward"] = {n: _round(getattr(fam.backward, n)) for n in names}
+        out["families"][name] = entry
     rows = cal.problem.rows
     fams: dict[str, list[int]] = defaultdict(list)
     for i in range(len(rows)):

@@ -101,8 +101,10 @@ class SharedProblem:
     start: FamilyModel
     params: list[Param]
 
-    def model(self, x: np.ndarray) -> FamilyModel:
-        """The family model with parameters ``x``."""
+    def model(self, x: np.ndarray, seen: frozenset[str] | None = None) -> FamilyModel:
+        """The family model with parameters ``x``; with ``seen`` (the family keys the fit had
+        rows of), every other family takes the median fitted value of the seen families of its
+        pass (:func:`typical_values`): a kernel the fit never saw is taken to be typical."""
         fm = self.start
         shared: dict[str, float] = {}
         arch: dict[str, dict[str, float]] = {}
@@ -118,13 +120,38 @@ class SharedProblem:
                      else fm.architectures[a]) for a in fm.architectures}
         fm = fm.model_copy(update={"shared": fm.shared.model_copy(update=shared),
                                    "architectures": archs})
+        if seen is not None:
+            fams = typical_values(fams, seen, fm)
         for key, values in fams.items():
             fm = _with_family(fm, key, values)
         return fm
 
-    def times(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def times(self, x: np.ndarray, seen: frozenset[str] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         """Times and permutation times (ms) of every row under ``x`` (one model call)."""
-        return predict_rows(self.rows, params_under(self.model(x)))
+        return predict_rows(self.rows, params_under(self.model(x, seen)))
+
+
+def typical_values(fams: dict[str, dict[str, float]], seen: frozenset[str], fm: FamilyModel
+                   ) -> dict[str, dict[str, float]]:
+    """``fams`` with every family key of ``fm`` not in ``seen`` set to the median value, per
+    parameter, of the seen families of the same pass (forward or backward)."""
+    out = {k: v for k, v in fams.items() if k in seen}
+    keys = [k for name, fam in fm.families.items()
+            for k in ([name] + ([f"{name}/bwd"] if fam.backward is not None else []))]
+    for key in keys:
+        if key in seen:
+            continue
+        bwd = key.endswith("/bwd")
+        peers = [v for k, v in out.items() if k.endswith("/bwd") == bwd]
+        values = {}
+        for name, *_ in FAMILY_PARAMS:
+            got = [v[name] for v in peers if name in v]
+            if got:
+                values[name] = float(np.median(got))
+        if values:
+            out[key] = values
+    return out
 
 
 def params_under(fm: FamilyModel):
@@ -161,8 +188,8 @@ def in_family_model(rows: Iterable[BoundRow], fm: FamilyModel) -> tuple[list[Bou
 
 
 def build_shared_problem(rows: list[BoundRow], fm: FamilyModel | None = None) -> SharedProblem:
-    """The parameters the rows can inform, with the family model's values as priors."""
-    fm = fm if fm is not None else load_families()
+    """The parameters the rows can inform, with the hand-written family values as priors."""
+    fm = fm if fm is not None else load_families(fitted=False)
     params: list[Param] = []
     for name, lo, hi, scale in SHARED_PARAMS:
         params.append(Param("shared", name, lo, hi, scale, float(getattr(fm.shared, name))))
@@ -230,10 +257,15 @@ class SharedFit:
     fitted: list[int]          # the row indices fitted
     success: bool
     message: str
+    seen: frozenset[str] = frozenset()    # family keys with fitted rows
 
     @property
     def model(self) -> FamilyModel:
-        return self.problem.model(self.x)
+        return self.problem.model(self.x, self.seen)
+
+    def times(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's predicted times under the fit (unseen families typical)."""
+        return self.problem.times(self.x, self.seen)
 
     def parameters(self) -> list[dict[str, Any]]:
         out = []
@@ -294,8 +326,9 @@ def fit_shared(problem: SharedProblem, *, exclude: Iterable[int] = (),
     share = np.divide(info_data, info_all, out=np.zeros_like(info_all), where=info_all > 0)
     tol = 1e-4 * (hi - lo)
     at_bound = [bool(v <= a + t_ or v >= b - t_) for v, a, b, t_ in zip(sol.x, lo, hi, tol)]
+    seen = frozenset(family_key(L) for i in idx for L in problem.rows[i].launches)
     return SharedFit(problem, sol.x, sigma, at_bound, share, r_meas, idx, bool(sol.success),
-                     str(sol.message))
+                     str(sol.message), seen)
 
 
 def mape(values: Iterable[float]) -> float | None:

@@ -9,9 +9,9 @@ family, which is what a user's prediction would be classed as (:mod:`gnasim.mode
 * ``transferred``: the family had rows on other GPUs only;
 * ``datasheet-only``: the family had no rows at all (its parameters are the priors).
 
-:func:`interval_table` turns the residuals into 5% / 95% quantiles per family and class (pooled
-over families where a family has fewer than :data:`MIN_GROUP` residuals). :func:`coverage` checks
-them honestly: each residual is tested against quantiles computed without its own GPU and source.
+:func:`interval_table` turns the residuals into a symmetric 90% band per family and class
+(pooled over families where a family has fewer than :data:`MIN_GROUP` residuals). :func:`coverage` checks
+them honestly: each residual is tested against quantiles computed from the other refits' residuals.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 
 from gnasim.calibration.fit import speedup_pairs, row_results
 from gnasim.calibration.shared_fit import SharedFit, SharedProblem, family_key, fit_shared, mape
+from gnasim.model.uncertainty import choose_quantiles, speedup_quantiles
 
 Split = Literal["gpu", "source"]
 STATUSES = ("calibrated", "transferred", "datasheet-only")
@@ -43,6 +44,8 @@ class Residual:
     split: str            # "gpu:NAME" or "source:NAME"
     value: float
     kind: str = "time"    # "time" or "speedup"
+    baseline: str = ""    # speedups: the dense row's family and class
+    baseline_status: str = ""
 
 
 def row_family(problem: SharedProblem, i: int) -> str:
@@ -76,7 +79,7 @@ def held_out(problem: SharedProblem, full: SharedFit, by: Split,
         if not test or not train:
             continue
         f = fit_shared(problem, exclude=test, x0=full.x)
-        t, perm = problem.times(f.x)
+        t, perm = f.times()
         split = f"{by}:{g}"
         status = {i: status_of(problem, i, train) for i in test}
         for i in test:
@@ -86,16 +89,21 @@ def held_out(problem: SharedProblem, full: SharedFit, by: Split,
         results = row_results(problem.rows, t, perm, test)
         for res, meas, pred, _, _ in speedup_pairs(results):
             r = problem.rows[res.index]
+            b = res.baseline
             out.append(Residual(res.index, row_family(problem, res.index), r.profile.name,
                                 r.m.dataset or r.m.source, status[res.index], split,
-                                float(np.log(pred / meas)), "speedup"))
+                                float(np.log(pred / meas)), "speedup", row_family(problem, b),
+                                status.get(b) or status_of(problem, b, train)))
     return out
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
+    """A symmetric 90% band: the 90th percentile of |residual| on both sides. Held-out errors of
+    one class carry a bias whose sign depends on which GPU or source was left out (H100 -> H200
+    and H200 -> H100 err in opposite directions), so a new prediction's sign is unknown."""
     v = np.asarray(values, dtype=float)
-    return {"q05": float(np.quantile(v, LOW_Q)), "q95": float(np.quantile(v, HIGH_Q)),
-            "n": int(v.size), "mape_pct": float(mape(v) or 0.0)}
+    q = float(np.quantile(np.abs(v), HIGH_Q - LOW_Q))
+    return {"q05": -q, "q95": q, "n": int(v.size), "mape_pct": float(mape(v) or 0.0)}
 
 
 def interval_table(residuals: list[Residual], kind: str = "time") -> dict[str, dict[str, Any]]:
@@ -113,24 +121,23 @@ def interval_table(residuals: list[Residual], kind: str = "time") -> dict[str, d
     return out
 
 
-def lookup(table: dict[str, dict[str, Any]], family: str, status: str) -> dict[str, Any] | None:
-    """The quantiles for a family and class: its own, else the class's pooled ones, else any
-    wider class's (a datasheet-only prediction with no such residuals uses the transferred)."""
-    for fam, st in ((family, status), ("*", status), ("*", "datasheet-only"), ("*", "transferred")):
-        hit = table.get(fam, {}).get(st)
-        if hit is not None:
-            return hit
-    return None
-
-
 def coverage(residuals: list[Residual], kind: str = "time") -> dict[str, Any]:
-    """Share of held-out ``kind`` residuals inside a 90% interval built without their own GPU's
-    and source's residuals, and the median half-width of those intervals (%)."""
+    """Share of held-out ``kind`` residuals inside a 90% interval built, by the rule predictions
+    use, from the residuals of the other refits (other held-out GPUs and sources, never the same
+    row), and the median half-width of those intervals (%)."""
     mine = [r for r in residuals if r.kind == kind]
     inside, halves = [], []
     for r in mine:
-        others = [o for o in mine if o.gpu != r.gpu and o.source != r.source]
-        q = lookup(interval_table(others, kind), r.family, r.status) if others else None
+        others = [o for o in residuals if o.split != r.split and o.row != r.row]
+        table = interval_table(others, kind)
+        hit = choose_quantiles(table.get(r.family, {}), table.get("*", {}), r.status)
+        if kind == "speedup":
+            times = interval_table(others, "time")
+            pick = lambda fam, st: choose_quantiles(times.get(fam, {}), times.get("*", {}), st)
+            q = speedup_quantiles(hit, pick(r.family, r.status),
+                                  pick(r.baseline, r.baseline_status))
+        else:
+            q = hit[0] if hit is not None else None
         if q is None:
             continue
         inside.append(q["q05"] <= r.value <= q["q95"])

@@ -144,13 +144,14 @@ def read_families(path: str | os.PathLike, fitted: bool = True) -> FamilyModel:
 
 
 @lru_cache(maxsize=8)
-def _load(path: Path) -> FamilyModel:
-    return read_families(path)
+def _load(path: Path, fitted: bool) -> FamilyModel:
+    return read_families(path, fitted)
 
 
-def load_families() -> FamilyModel:
-    """The shipped (or first in ``GNASIM_PROFILE_PATH``) family model."""
-    return _load(families_path())
+def load_families(fitted: bool = True) -> FamilyModel:
+    """The shipped (or first in ``GNASIM_PROFILE_PATH``) family model; ``fitted=False``: the
+    hand-written priors only (what a fit starts from, so no fit sees its own results)."""
+    return _load(families_path(), fitted)
 
 
 def sustained_fraction(profile: HardwareProfile, arch: ArchitectureModel) -> float | None:

@@ -76,6 +76,40 @@ def _widest(a: dict[str, float] | None, b: dict[str, float] | None) -> dict[str,
             "n": a.get("n", 0) + b.get("n", 0)}
 
 
+def choose_quantiles(own: dict[str, dict[str, float]], pooled: dict[str, dict[str, float]],
+                     status: str) -> tuple[dict[str, float], str] | None:
+    """The interval rule, written once: for the first class in ``FALLBACK[status]`` with any
+    evidence, the wider of the family's own quantiles (``own[class]``) and the class's pooled
+    ones (``pooled[class]``); returns the quantiles and their basis (``own`` or ``pooled``)."""
+    for st in FALLBACK[status]:
+        q = _widest(own.get(st), pooled.get(st))
+        if q is not None:
+            return q, f"{'own' if own.get(st) else 'pooled'}/{st}"
+    return None
+
+
+def ratio_quantiles(num: dict[str, float], den: dict[str, float]) -> dict[str, float]:
+    """Quantiles of ``log(predicted / measured)`` of a ratio ``num / den`` (a speedup: dense time
+    over GNA time) from those of its two times: centres subtract, half-widths add in quadrature
+    (independent errors; correlated ones, such as a shared clock, make this conservative)."""
+    centre = (num["q05"] + num["q95"]) / 2 - (den["q05"] + den["q95"]) / 2
+    half = math.hypot((num["q95"] - num["q05"]) / 2, (den["q95"] - den["q05"]) / 2)
+    return {"q05": centre - half, "q95": centre + half, "n": min(num.get("n", 0), den.get("n", 0))}
+
+
+def speedup_quantiles(direct: tuple[dict[str, float], str] | None,
+                      gna: tuple[dict[str, float], str] | None,
+                      dense: tuple[dict[str, float], str] | None) -> dict[str, float] | None:
+    """A speedup's quantiles: its direct (held-out speedup) evidence, else what its two times'
+    evidence implies (errors shared by both times, such as the clock, cancel in a speedup, so
+    direct evidence is the narrower honest answer where it exists)."""
+    if direct is not None:
+        return direct[0]
+    if gna is None or dense is None:
+        return None
+    return ratio_quantiles(dense[0], gna[0])
+
+
 def interval(cal: Calibration, kind: str = "time", fm: FamilyModel | None = None
              ) -> Interval | None:
     """The 90% interval of a prediction of ``kind`` (``time`` or ``speedup``), None: no
@@ -83,14 +117,13 @@ def interval(cal: Calibration, kind: str = "time", fm: FamilyModel | None = None
     fm = fm if fm is not None else load_families()
     field = "intervals" if kind == "time" else "speedup_intervals"
     pooled = fm.evidence.get(POOLED)
-    for status in FALLBACK[cal.status]:
-        own = getattr(cal.evidence, field).get(status) if cal.evidence is not None else None
-        pool = getattr(pooled, field).get(status) if pooled is not None else None
-        q = _widest(own, pool)
-        if q is not None:
-            basis = f"{cal.family if own else POOLED}/{status}"
-            return Interval(math.exp(-q["q95"]), math.exp(-q["q05"]), int(q.get("n", 0)), basis)
-    return None
+    own = getattr(cal.evidence, field) if cal.evidence is not None else {}
+    hit = choose_quantiles(own, getattr(pooled, field) if pooled is not None else {}, cal.status)
+    if hit is None:
+        return None
+    q, basis = hit
+    basis = basis.replace("own", cal.family, 1).replace("pooled", POOLED, 1)
+    return Interval(math.exp(-q["q95"]), math.exp(-q["q05"]), int(q.get("n", 0)), basis)
 
 
 @dataclass(frozen=True)
@@ -128,5 +161,10 @@ def certainty(profile: HardwareProfile, family: str, baseline_family: str,
     """Status and intervals of a kernel family's prediction against a baseline family's."""
     fm = fm if fm is not None else load_families()
     k, b = calibration_of(profile, family, fm), calibration_of(profile, baseline_family, fm)
-    return Certainty(k, b, interval(k, "time", fm), interval(b, "time", fm),
-                     interval(k, "speedup", fm))
+    t, d, direct = interval(k, "time", fm), interval(b, "time", fm), interval(k, "speedup", fm)
+    logq = lambda iv: None if iv is None else ({"q05": -math.log(iv.high_factor),
+                                                "q95": -math.log(iv.low_factor), "n": iv.n}, "")
+    q = speedup_quantiles(logq(direct), logq(t), logq(d))
+    speed = None if q is None else Interval(math.exp(-q["q95"]), math.exp(-q["q05"]),
+                                            int(q.get("n", 0)), "speedup and time evidence")
+    return Certainty(k, b, t, d, speed)
