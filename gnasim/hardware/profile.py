@@ -63,6 +63,9 @@ Exp2Rate = real(1.0, 1024.0, "per clock per SM")
 Fp32TFlops = real(0.1, 10_000.0, "TFLOPS")
 # Dense tensor-core peak per dtype: 156 (A100 TF32) to 4,500 (B200 FP8) TFLOPS today.
 TensorTFlops = real(0.1, 100_000.0, "TFLOPS")
+# Board power limit (TDP / TGP): about 70 W (L4) to 1,400 W (GB300) today; one board cannot draw
+# more than a few kW through its power delivery and cooling, nor run a tensor core on under 10 W.
+PowerW = real(10.0, 5000.0, "W")
 
 # -- runtime-model parameters (the calibration fit stays inside these) ---------------------------
 Fraction = real(0.0, 1.0, open_low=True)          # a share of a peak: above 0, at most all of it
@@ -213,6 +216,7 @@ class HardwareProfile(BaseModel):
     exp2_per_clk_per_sm: Exp2Rate
     fp32_tflops: Fp32TFlops
     tensor_tflops: dict[str, TensorTFlops]
+    power_w: PowerW | None = None       # board power limit; the sustained clock is derived from it
     default_kernel: Name
     kernels: list[Kernel]
     sources: list[Text] = Field(default_factory=list)
