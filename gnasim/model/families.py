@@ -73,10 +73,12 @@ class ArchitectureModel(BaseModel):
 
 
 class Family(KernelModel):
-    """One implementation family: a kernel model plus the names and architectures it covers."""
+    """One implementation family: a kernel model plus the names and architectures it covers;
+    ``dense`` names its tile table in ``kernels/dense.toml`` (per architecture and head dim)."""
 
     implementations: list[Name] = Field(min_length=1)
     architectures: list[Architecture] = Field(min_length=1)
+    dense: Name | None = None
 
 
 class Evidence(BaseModel):
@@ -164,14 +166,42 @@ def sustained_fraction(profile: HardwareProfile, arch: ArchitectureModel) -> flo
     return max(SUSTAINED_FLOOR, min(1.0, (power / demand) ** CLOCK_POWER_EXPONENT))
 
 
+DENSE_FILE = Path("kernels") / "dense.toml"
+
+
+@lru_cache(maxsize=4)
+def _dense_tables(path: Path) -> dict[str, Any]:
+    return read_toml(path, "dense kernel tiles").get("dense", {})
+
+
+def dense_tables() -> dict[str, Any]:
+    """``kernels/dense.toml``: dense kernels' tiles per pass, architecture and head dim."""
+    for d in profile_dirs():
+        if (d / DENSE_FILE).is_file():
+            return _dense_tables((d / DENSE_FILE).resolve())
+    return {}
+
+
+def _tiles(table: dict[str, Any], name: str, part: str, arch: str) -> dict[str, str]:
+    entry = table.get(name, {}).get(part, {}).get(arch, {})
+    return {str(k): str(v) for k, v in entry.items()}
+
+
 def kernel_models(fm: FamilyModel, arch: str) -> dict[str, KernelModel]:
     """The kernel models of an architecture's families, keyed by their first implementation
-    name (the other names are aliases)."""
+    name (the other names are aliases), with their dense tiles for the architecture."""
     out: dict[str, KernelModel] = {}
+    tables = dense_tables()
     for key, fam in fm.of_architecture(arch).items():
         names = fam.implementations
-        data = fam.model_dump(exclude={"implementations", "architectures"}, exclude_none=True)
+        data = fam.model_dump(exclude={"implementations", "architectures", "dense"},
+                              exclude_none=True)
         data.update(family=key, aliases=list(dict.fromkeys(names[1:] + list(fam.aliases))))
+        if fam.dense is not None:
+            data["dense_tiles"] = _tiles(tables, fam.dense, "forward", arch) or data.get("dense_tiles", {})
+            back = _tiles(tables, fam.dense, "backward", arch)
+            if back and data.get("backward") is not None:
+                data["backward"]["dense_tiles"] = back
         out[names[0]] = KernelModel(**data)
     return out
 

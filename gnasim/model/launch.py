@@ -277,10 +277,12 @@ def flat_config(config: GNAConfig, rows: tuple[int, int]) -> GNAConfig | None:
         "causal": (bool(causal_axes),), "q_tile": (rows[0],), "kv_tile": (rows[1],)})
 
 
-def dense_launch_shape(config: GNAConfig, rk: ResolvedKernel) -> LaunchShape | None:
-    """A dense kernel on the self-attention problem as one flat sequence (None: it cannot run it,
+def dense_launch_shape(config: GNAConfig, rk: ResolvedKernel,
+                       rows: tuple[int, int] | None = None) -> LaunchShape | None:
+    """A dense kernel on the self-attention problem as one flat sequence, with ``rows``
+    (stationary, iterated) per CTA, by default the kernel's dense tile (None: it cannot run it,
     i.e. causal masking on more than one axis)."""
-    rows = rk.dense_rows(config.head_dim)
+    rows = rows if rows is not None else rk.dense_rows(config.head_dim)
     flat = flat_config(config, rows) if rows is not None else None
     if flat is None:
         return None
@@ -335,9 +337,10 @@ def backward_launch_shape(config: GNAConfig, plan: BackwardPlan, rk: ResolvedKer
 
 def dense_backward_shape(config: GNAConfig, rk: ResolvedKernel) -> LaunchShape | None:
     """The backward pass of a dense kernel on the problem as one flat sequence (``rk``: the
-    backward kernel; self attention is symmetric, so the KV-stationary launch has the forward
-    launch's structure with the backward tile)."""
-    shape = dense_launch_shape(config, rk)
+    backward kernel, whose tile reads Q rows / KV rows; self attention is symmetric, so the
+    KV-stationary launch is the forward launch's structure with KV rows stationary)."""
+    tile = rk.dense_rows(config.head_dim)
+    shape = None if tile is None else dense_launch_shape(config, rk, (tile[1], tile[0]))
     return None if shape is None else as_backward(shape)
 
 
@@ -425,7 +428,7 @@ def backward_launch_for(config: GNAConfig, rk: ResolvedKernel) -> Launch:
         if not sliding_window(config):
             raise ConfigError(f"window: implementation '{rk.name}' runs self attention or a 1-D "
                               "sliding window only")
-        kv_rows, q_rows = brk.dense_rows(config.head_dim)     # KV-stationary: (KV rows, Q rows)
+        q_rows, kv_rows = brk.dense_rows(config.head_dim)
         bq, bkv = (q_rows,), (kv_rows,)
     elif rk.kernel is None:
         raise ConfigError(f"backward: implementation '{rk.name}' has no backward tile shapes")
