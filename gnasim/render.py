@@ -224,14 +224,13 @@ def render_optimize(fwd: list[dict[str, Any]], bwd: Optional[list[dict[str, Any]
     t = Table(title=f"--optimize: {len(fwd)} forward configurations, fastest first",
               title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
               collapse_padding=True)
-    for col in ("rank", "kernel", "Q/KV tile", "kernel ms", "90%", "+permute", "speedup", ""):
+    for col in ("rank", "kernel", "Q/KV tile", "kernel ms", "90%", "speedup", ""):
         t.add_column(col, justify="left" if col in ("kernel", "Q/KV tile", "") else "right",
                      no_wrap=True)
     for r in [r for r in fwd if r["rank"] <= top or r["default"]]:
         t.add_row(str(r["rank"]), r["kernel"], f"{r['q_tile']}/{r['kv_tile']}",
                   f"{r['predicted_time_ms']:.4g}", _span(r, "predicted_time_ms"),
-                  f"{r['predicted_total_ms']:.4g}", f"{r['predicted_speedup']:.2f}x",
-                  "default" if r["default"] else "")
+                  f"{r['predicted_speedup']:.2f}x", "default" if r["default"] else "")
     con.print(t)
     if bwd:
         b = Table(title=f"backward: {len(bwd)} configurations, fastest first",
