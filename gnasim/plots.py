@@ -201,7 +201,7 @@ def tile_map_figure(config: GNAConfig, mode: str = "static",
             status = _combine([s0, s1] + hidden_status)
             counts[status] += 1
             fig.add_shape(type="rect", x0=xa - 0.5, x1=xb - 0.5, y0=ya - 0.5, y1=yb - 0.5,
-                          fillcolor=COLOURS[status], opacity=0.45, layer="below",
+                          fillcolor=COLOURS[status], opacity=0.7, layer="below",
                           line=dict(color="white", width=1))
             cx.append((xa + xb - 1) / 2)
             cy.append((ya + yb - 1) / 2)
@@ -209,7 +209,7 @@ def tile_map_figure(config: GNAConfig, mode: str = "static",
                          f"<b>{status}</b><br>{desc}")
             ccol.append(COLOURS[status])
     fig.add_trace(go.Heatmap(
-        z=z, colorscale="Blues", zmin=0, zmax=1, showscale=True, opacity=0.7,
+        z=z, colorscale="Blues", zmin=0, zmax=1, showscale=True, opacity=0.5,
         colorbar=dict(title="share of the<br>Q tile's queries", x=1.02),
         hovertemplate=(f"key (axis {a0} = %{{y}}, axis {a1} = %{{x}})<br>attended by "
                        "%{z:.0%} of the Q tile's queries<extra></extra>"), name="mask"))
