@@ -63,6 +63,8 @@ def compare(
 
     if plot is not None:
         require_extra("plotly", "plot", "compare --plot")
+    if loo:
+        require_extra("scipy", "calibrate", "compare --loo")
     for path, label in ((out, "out"), (plot, "plot")):
         if path is not None:
             check_output_path(path, label)
@@ -100,6 +102,8 @@ def calibrate(
     """Fit each profile's runtime-model efficiencies to measurements; write calibrated profiles."""
     from gnasim.calibration.fit import calibrate as run_calibrate
     from gnasim.hardware.write import default_output, write_profile
+
+    require_extra("scipy", "calibrate", "calibrate")
 
     mset = _load(measurements, skip_bad_rows)
     cals, errors = run_calibrate(mset, _profiles(hardware), prior_weight=prior_weight, loo=loo,
