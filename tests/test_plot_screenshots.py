@@ -73,7 +73,7 @@ PLOTS = {
     "pareto": (lambda: pareto_figure(search_strides(_paper())), (1000, 700),
                [RED, BLUE, GREEN, PURPLE]),
     "sparsity": (lambda: sparsity_figure(_paper(), points=12), (950, 650), [RED, GREEN, PURPLE]),
-    "flat-vs-box": (_flat_vs_box, (1000, 560), [(99, 110, 250), (239, 85, 59)]),
+    "flat-vs-box": (_flat_vs_box, (1000, 480), [(99, 110, 250), (239, 85, 59)]),
     "compare": (_compare, (1250, 620), [(99, 110, 250), (239, 85, 59)]),
 }
 
