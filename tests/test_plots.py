@@ -288,12 +288,14 @@ def test_plotly_js_cdn_is_the_default_and_inline_embeds(tmp_path):
             "--kv-tile", "4", "4", "--hardware", "none"]
     res = run_cli(*args, "--out", str(tmp_path / "c.html"))
     assert res.returncode == 0, res.stderr
+    assert res.stdout.rstrip().endswith("static KV tiling, plotly.js from its CDN)")
     cdn = (tmp_path / "c.html").read_text()
     assert re.search(r'<script [^>]*src="https://cdn\.plot\.ly/plotly-[0-9.]+\.min\.js"', cdn)
     assert len(cdn) < 200_000
     res = run_cli(*args, "--out", str(tmp_path / "i.html"), "--plotly-js", "inline")
     inline = (tmp_path / "i.html").read_text()
     assert res.returncode == 0 and "<script src=" not in inline and len(inline) > 3_000_000
+    assert res.stdout.rstrip().endswith("static KV tiling, plotly.js inline)")
     res = run_cli(*args, "--out", str(tmp_path / "x.html"), "--plotly-js", "web")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "--plotly-js" in res.stderr and not (tmp_path / "x.html").exists()

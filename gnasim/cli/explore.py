@@ -355,7 +355,9 @@ def plot(
     else:
         fig = plots.sparsity_figure(cfg, mode, points)
     written = plots.write_figure(fig, out, png, plotly_js.value)
+    js = "plotly.js inline" if plotly_js == PlotlyJs.inline else "plotly.js from its CDN"
     typer.echo(f"plot: wrote {', '.join(str(p) for p in written)} ({kind.value}, "
-               f"Q {format_tile(cfg.q_tile)} / KV {format_tile(cfg.kv_tile)}, {mode} KV tiling)")
+               f"Q {format_tile(cfg.q_tile)} / KV {format_tile(cfg.kv_tile)}, {mode} KV tiling, "
+               f"{js})")
     for note in notes:
         typer.echo(f"note: {note}")
