@@ -321,3 +321,15 @@ def test_without_plotly_the_command_names_the_extra(tmp_path, args):
     assert res.stderr == (f"error: {what}: needs plotly, which the core install leaves out: "
                           "pip install 'gnasim[plot]'\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_curse_html_plotly_js(tmp_path):
+    from gnasim.plots_flat import write_curse_html
+
+    kw = dict(flat_tiles=[(64, 64)], box_tiles=[((2, 4, 8), (2, 4, 8))])
+    cdn = write_curse_html(tmp_path / "c.html", (8, 16, 16), [(4, 4, 4)], plotly_js="cdn", **kw)
+    inline = write_curse_html(tmp_path / "i.html", (8, 16, 16), [(4, 4, 4)], **kw)
+    assert 'src="https://cdn.plot.ly/plotly-' in cdn.read_text() and cdn.stat().st_size < 100_000
+    assert '<script src="http' not in inline.read_text() and inline.stat().st_size > 3_000_000
+    with pytest.raises(Exception, match=r"plotly_js: 'x' is not one of \['inline', 'cdn'\]"):
+        write_curse_html(tmp_path / "x.html", (8, 16, 16), [(4, 4, 4)], plotly_js="x", **kw)
