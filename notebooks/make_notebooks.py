@@ -118,7 +118,8 @@ partial tiles, waves of CTAs, the exponential unit, and the token permutation ar
 So the choice is made on **predicted time**: every Pareto stride of every tile shape goes through
 the runtime model of the GPU's hardware profile (`simulate(cfg, "h100")`: HunyuanVideo's 24 heads,
 head dim 128, fp16), ranked by kernel time plus permutation copies (`predicted_total_ms`, what a
-step pays). The tile bound stays in the table, to show where the two orders differ. The H100's
+step pays; `kernel_ms_interval` is the model's stated range for the kernel time, where the
+profile has one). The tile bound stays in the table, to show where the two orders differ. The H100's
 choice is the one the plots below explain."""),
     ("code", """HEADS = 24
 ranked = []
@@ -130,6 +131,9 @@ for name in GPUS:
                            "stride": d["stride"], "tile_bound": round(d["tile_speedup"], 3),
                            "block_sparse": d["fully_block_sparse"],
                            "kernel_ms": round(d["predicted_time_ms"], 2),
+                           "kernel_ms_interval": (f"{d['predicted_time_ms_low']:.1f}-"
+                                                  f"{d['predicted_time_ms_high']:.1f}")
+                           if "predicted_time_ms_low" in d else "",
                            "total_ms": round(d["predicted_total_ms"], 2),
                            "speedup_with_permute": round(d["predicted_speedup_with_permute"], 3),
                            "_search": s, "_stride": stride})
@@ -201,7 +205,8 @@ for name in GPUS:
                      total_steps=50).to_dict()
         row = {"gpu": name, "tile": f"{d['q_tile']}/{d['kv_tile']}", "stride": d["stride"],
                "tile_bound": round(d["tile_speedup"], 3), "e2e_tile_bound": round(d["e2e_tile_speedup"], 3)}
-        row.update({k: round(v, 3) for k, v in d.items() if k.startswith("predicted_") and isinstance(v, float)})
+        row.update({k: round(v, 3) for k, v in d.items() if k.startswith("predicted_")
+                    and isinstance(v, float) and not k.endswith(("_low", "_high"))})
         rows.append(row)
 pd.DataFrame(rows)"""),
     ("md", """**Reading the result.** A stride that makes the problem perfectly block-sparse turns the
