@@ -22,3 +22,18 @@ class MeasurementError(GnasimError):
 class OutputError(GnasimError):
     """An output file cannot be written (a directory, no permission, no space, in use, or an
     unrelated file in the way), or a run writing one stopped before it was complete."""
+
+
+class MissingExtraError(GnasimError):
+    """A command needs a package that only one of gnasim's extras installs (plotly, pyarrow,
+    scipy): the message names the extra to install."""
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """Raise :class:`MissingExtraError` (one line, with the pip command) unless ``module`` can be
+    imported; ``what`` names the command or function that needs it."""
+    from importlib.util import find_spec
+
+    if find_spec(module) is None:
+        raise MissingExtraError(f"{what}: needs {module}, which the core install leaves out: "
+                                f"pip install 'gnasim[{extra}]'")

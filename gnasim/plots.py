@@ -2,8 +2,9 @@
 
 Every figure is computed from the same exact per-axis tile plans as ``gnasim predict`` (nothing is
 sampled or stored), and every hover text names the configuration it describes.
-:func:`write_figure` writes a self-contained HTML file (plotly.js inlined: it works offline) and,
-when asked, a PNG through kaleido.
+:func:`write_figure` writes an HTML file, plotly.js either inlined (4.9 MB, opens offline) or
+loaded from plotly's CDN (small, needs the network when opened), and, when asked, a PNG through
+kaleido. plotly comes with the ``plot`` extra (``pip install 'gnasim[plot]'``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gnasim.config import GNAConfig, format_tile
-from gnasim.errors import ConfigError, GnasimError
+from gnasim.errors import ConfigError, GnasimError, require_extra
 from gnasim.files import atomic_write, check_output_path
 from gnasim.explore.recommend import StrideSearch, search_strides
 from gnasim.plan.stats import STAT_INDEX, axis_stats_many
@@ -27,11 +28,24 @@ from gnasim.plan.windows import group_lengths, window_bounds
 
 FULL, PARTIAL, SKIPPED = "full", "partial", "skipped"
 COLOURS = {FULL: "#2ca02c", PARTIAL: "#ff7f0e", SKIPPED: "#d9d9d9"}
+#: ``plotly_js`` values: plotly.js inlined in the page, or a script tag loading it from the CDN
+PLOTLY_JS = {"inline": True, "cdn": "cdn"}
 
 
-def _cfg_text(c: GNAConfig, mode: str | None = None) -> str:
+def plotly_go():
+    """``plotly.graph_objects``, or one line naming the extra that installs plotly."""
+    require_extra("plotly", "plot", "plots")
+    import plotly.graph_objects as go
+
+    return go
+
+
+def _cfg_text(c: GNAConfig, mode: str | None = None, stride: str | None = None) -> str:
+    """The configuration in words; ``stride`` replaces ``stride AxBxC`` (``""``: left out)."""
+    stride = f"stride {format_tile(c.stride)}" if stride is None else stride
     text = (f"layout {format_tile(c.input_size)}, window {format_tile(c.window_size)}, "
-            f"stride {format_tile(c.stride)}, dilation {format_tile(c.dilation)}, "
+            + (f"{stride}, " if stride else "")
+            + f"dilation {format_tile(c.dilation)}, "
             f"causal {'x'.join(str(int(v)) for v in c.causal)}")
     if c.has_tiles:
         text += f", Q tile {format_tile(c.q_tile)}, KV tile {format_tile(c.kv_tile)}"
@@ -52,6 +66,15 @@ class AxisView:
     q_range: tuple[int, int]   # the Q tile's query slots
     coverage: np.ndarray       # per KV slot: how many of the real queries attend it
     tiles: list[tuple[int, int, str]]   # (first slot, end slot, status) for every KV tile
+    kv_tiles: int = 0          # KV tiles of the dilation group (visited or not)
+
+    def count(self, status: str | None) -> int:
+        """KV tiles on this axis with ``status`` (``None``: visited; skipped: the group's tiles
+        not visited)."""
+        visited = sum(1 for t in self.tiles if t[2] != SKIPPED)
+        if status == SKIPPED:
+            return self.kv_tiles - visited
+        return visited if status is None else sum(1 for t in self.tiles if t[2] == status)
 
 
 def axis_view(length: int, window: int, stride: int, dilation: int, causal: bool, q_tile: int,
@@ -95,7 +118,7 @@ def axis_view(length: int, window: int, stride: int, dilation: int, causal: bool
         if end_v < padded:
             tiles.append((end_v, padded, SKIPPED))
     return AxisView(Lg, max(padded, first + visited * kv_tile), real, (q0, q0 + q_tile),
-                    cover, tiles)
+                    cover, tiles, plan.kv_tiles_per_group)
 
 
 def _combine(statuses: Sequence[str]) -> str:
@@ -112,11 +135,10 @@ def tile_map_figure(config: GNAConfig, mode: str = "static",
 
     1-D layouts show the query x key mask of the Q tiles around ``q_index``; 2-D layouts (or two
     ``axes`` of a 3-D one) show the key plane, each key shaded by the share of the Q tile's queries
-    that attend it. On the other axes the plane is the slice through key ``slice_key[d]`` (default:
-    the first key the Q tile attends), and a KV tile pair's status combines every axis.
+    that attend it. Other axes are sliced at key ``slice_key[d]`` (default: the first key of a KV
+    tile full on that axis, else the first key attended); a pair's status combines every axis.
     """
-    import plotly.graph_objects as go
-
+    go = plotly_go()
     if not config.has_tiles:
         raise ConfigError("q_tile/kv_tile: the tile map needs tile shapes (or a hardware profile)")
     rank = config.rank
@@ -153,8 +175,8 @@ def tile_map_figure(config: GNAConfig, mode: str = "static",
     for d in hidden:
         v = views[d]
         k = keys[d]
-        if k is None:
-            hit = np.flatnonzero(v.coverage)
+        if k is None:     # a fully dense tile's first key, else the first key attended
+            hit = [a for a, _, st in v.tiles if st == FULL] or np.flatnonzero(v.coverage)
             k = int(hit[0]) if len(hit) else 0
         if not 0 <= k < v.padded_length:
             raise ConfigError(f"slice_key (axis {d}): must be in 0..{v.padded_length - 1}, got {k}")
@@ -179,7 +201,7 @@ def tile_map_figure(config: GNAConfig, mode: str = "static",
             status = _combine([s0, s1] + hidden_status)
             counts[status] += 1
             fig.add_shape(type="rect", x0=xa - 0.5, x1=xb - 0.5, y0=ya - 0.5, y1=yb - 0.5,
-                          fillcolor=COLOURS[status], opacity=0.45, layer="below",
+                          fillcolor=COLOURS[status], opacity=0.7, layer="below",
                           line=dict(color="white", width=1))
             cx.append((xa + xb - 1) / 2)
             cy.append((ya + yb - 1) / 2)
@@ -187,15 +209,23 @@ def tile_map_figure(config: GNAConfig, mode: str = "static",
                          f"<b>{status}</b><br>{desc}")
             ccol.append(COLOURS[status])
     fig.add_trace(go.Heatmap(
-        z=z, colorscale="Blues", zmin=0, zmax=1, showscale=True, opacity=0.7,
+        z=z, colorscale="Blues", zmin=0, zmax=1, showscale=True, opacity=0.5,
         colorbar=dict(title="share of the<br>Q tile's queries", x=1.02),
         hovertemplate=(f"key (axis {a0} = %{{y}}, axis {a1} = %{{x}})<br>attended by "
                        "%{z:.0%} of the Q tile's queries<extra></extra>"), name="mask"))
     fig.add_trace(go.Scatter(x=cx, y=cy, mode="markers", marker=dict(size=6, color=ccol,
                              line=dict(color="black", width=0.5)),
                              hovertext=ctext, hoverinfo="text", name="KV tiles", showlegend=False))
+    # the title counts every KV tile of the Q tile's pass (all axes), not only the drawn plane:
+    # a KV tile is visited when it is on every axis, and fully dense when it is full on every axis
+    visited, full = (math.prod(v.count(s) for v in views) for s in (None, FULL))
+    total = math.prod(v.kv_tiles for v in views)
+    if not hidden:
+        counts = {FULL: full, PARTIAL: visited - full, SKIPPED: total - visited}
+    where = " in this slice" if hidden else ""
     for status in (FULL, PARTIAL, SKIPPED):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{status} ({counts[status]})",
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers",
+                                 name=f"{status} ({counts[status]:,}{where})",
                                  marker=dict(size=12, symbol="square", color=COLOURS[status])))
     # the Q tile itself (queries and keys share the token layout in self attention)
     (qy0, qy1), (qx0, qx1) = v0.q_range, v1.q_range
@@ -203,8 +233,10 @@ def tile_map_figure(config: GNAConfig, mode: str = "static",
                   line=dict(color="crimson", width=3, dash="dash"), fillcolor="rgba(0,0,0,0)")
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="the Q tile",
                              line=dict(color="crimson", width=3, dash="dash")))
-    title = (f"Q tile {format_tile(q_index)}: KV tiles visited — "
-             f"{counts[FULL]} full, {counts[PARTIAL]} partial, {counts[SKIPPED]} skipped")
+    title = (f"Q tile {format_tile(q_index)}: {visited:,} KV tiles visited "
+             f"({full:,} full, {visited - full:,} partial), {total - visited:,} skipped")
+    if hidden:
+        title += f" of {total:,}"
     sub = desc + (f"; slice {', '.join(slice_text)}" if slice_text else "")
     if any(config.dilation[d] > 1 for d in axes):
         sub += f"; dilation group {format_tile(group)} in group-local coordinates"
@@ -218,8 +250,7 @@ def tile_map_figure(config: GNAConfig, mode: str = "static",
 
 
 def _tile_map_1d(config: GNAConfig, mode: str, q_index: int, group: int):
-    import plotly.graph_objects as go
-
+    go = plotly_go()
     L, K, S, D = config.input_size[0], config.window_size[0], config.stride[0], config.dilation[0]
     c, qt, kvt = config.causal[0], config.q_tile[0], config.kv_tile[0]
     plan = axis_plan(L, K, S, D, c, qt, kvt, mode)
@@ -237,13 +268,10 @@ def _tile_map_1d(config: GNAConfig, mode: str, q_index: int, group: int):
     mask[real] = np.where(inside, 1.0, np.nan)
     desc = _cfg_text(config, mode)
     fig = go.Figure()
-    counts = {FULL: 0, PARTIAL: 0, SKIPPED: 0}
     cx, cy, ctext, ccol = [], [], [], []
     for qi in range(lo, hi):
         v = view if qi == q_index else axis_view(L, K, S, D, c, qt, kvt, mode, qi, group)
         for a, b, status in v.tiles:
-            if qi == q_index:
-                counts[status] += 1
             fig.add_shape(type="rect", x0=a - 0.5, x1=b - 0.5, y0=qi * qt - 0.5,
                           y1=(qi + 1) * qt - 0.5, fillcolor=COLOURS[status], layer="below",
                           opacity=0.45 if qi == q_index else 0.2,
@@ -260,12 +288,12 @@ def _tile_map_1d(config: GNAConfig, mode: str, q_index: int, group: int):
                              hovertext=ctext, hoverinfo="text", showlegend=False, name="tiles"))
     for status in (FULL, PARTIAL, SKIPPED):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers",
-                                 name=f"{status} ({counts[status]} for Q tile {q_index})",
+                                 name=f"{status} ({view.count(status)} for Q tile {q_index})",
                                  marker=dict(size=12, symbol="square", color=COLOURS[status])))
     fig.add_shape(type="rect", x0=-0.5, x1=padded - 0.5, y0=q_index * qt - 0.5,
                   y1=(q_index + 1) * qt - 0.5, line=dict(color="crimson", width=3, dash="dash"))
-    title = (f"Q tile {q_index}: {counts[FULL]} full, {counts[PARTIAL]} partial, "
-             f"{counts[SKIPPED]} skipped KV tiles")
+    title = (f"Q tile {q_index}: {view.count(FULL)} full, {view.count(PARTIAL)} partial, "
+             f"{view.count(SKIPPED)} skipped KV tiles")
     sub = desc + (f"; dilation group {group}, group-local coordinates" if D > 1 else "")
     fig.update_layout(
         title=dict(text=f"{title}<br><sup>{sub}</sup>"), template="plotly_white",
@@ -284,8 +312,7 @@ def stride_heatmap_figure(config: GNAConfig, mode: str = "static",
 
     Cells on the full Pareto set and perfectly block-sparse cells are marked.
     """
-    import plotly.graph_objects as go
-
+    go = plotly_go()
     search = search or search_strides(config, mode)
     rank = config.rank
     if axes is None:
@@ -302,7 +329,7 @@ def stride_heatmap_figure(config: GNAConfig, mode: str = "static",
     text = [[""] * K1 for _ in range(K0)]
     px, py, ptext = [], [], []
     bx, by = [], []
-    desc = _cfg_text(config.replace(stride=1), mode)
+    desc = _cfg_text(config, mode, stride="")     # each cell names its own stride
     for s0 in range(1, K0 + 1):
         for s1 in range(1, K1 + 1):
             st = list(fixed)
@@ -334,8 +361,9 @@ def stride_heatmap_figure(config: GNAConfig, mode: str = "static",
     fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name="Pareto stride",
                              hovertext=ptext, hoverinfo="text",
                              marker=dict(symbol="star", size=11, color="crimson")))
-    others = [f"axis {d} = {fixed[d]}" for d in range(rank) if d not in axes]
-    sub = desc + (f"; other strides: {', '.join(others)}" if others else "")
+    swept = "x".join(f"[1..{config.window_size[d]}]" if d in axes else str(fixed[d])
+                     for d in range(rank))
+    sub = _cfg_text(config, mode, stride=f"stride {swept}")
     fig.update_layout(
         title=dict(text=f"Tile speedup bound over strides on axes {a0} and {a1}<br><sup>{sub}</sup>"),
         xaxis=dict(title=f"stride, axis {a1}", dtick=1 if K1 <= 32 else None,
@@ -355,13 +383,13 @@ def pareto_figure(search: StrideSearch):
     NA is stride 1 on every axis, blocked is stride = window, and GNA is the smallest perfectly
     block-sparse stride (or, without one, the smallest stride with the highest bound).
     """
-    import plotly.graph_objects as go
-
+    go = plotly_go()
     c = search.config
     grid = np.argwhere(np.ones(search.shape, dtype=bool)) + 1
     size = grid.prod(axis=1)
     vmax = search.vmax.reshape(-1).astype(np.int64)
-    desc = _cfg_text(c.replace(stride=1), search.mode)
+    desc = _cfg_text(c, search.mode, stride="")   # each point names its own stride
+    swept = "x".join(f"[1..{k}]" for k in search.shape)
     # every stride, drawn once per distinct (stride size, bound): exact and small, so the page
     # stays SVG (no WebGL) however many strides there are
     pairs, first, count = np.unique(np.stack([size, vmax]), axis=1, return_index=True,
@@ -376,7 +404,9 @@ def pareto_figure(search: StrideSearch):
     front = search.pareto_strides()
     fig.add_trace(go.Scatter(
         x=[math.prod(s) for s in front], y=[search.tile_speedup(s) for s in front],
-        mode="markers", name=f"Pareto set ({len(front)} strides)",
+        mode="markers+text", name=f"Pareto set ({len(front)} strides)",
+        text=[format_tile(s) for s in front], textposition=_label_positions(search, front),
+        textfont=dict(size=10, color="#1f4e79"),
         marker=dict(size=10, color="#1f77b4", line=dict(color="white", width=1)),
         hovertext=[_point_text(search, s, desc) for s in front], hoverinfo="text"))
     # the best bound reachable with a stride no larger than x (the front's upper envelope)
@@ -408,11 +438,24 @@ def pareto_figure(search: StrideSearch):
     fig.add_hline(y=flop, line=dict(dash="dash", color="black"),
                   annotation_text=f"FLOP bound {flop:.3f}", annotation_position="top left")
     fig.update_layout(
-        title=dict(text=f"Tile speedup bound vs stride size<br><sup>{desc}</sup>"),
+        title=dict(text=f"Tile speedup bound vs stride size<br><sup>"
+                        f"{_cfg_text(c, search.mode, stride=f'stride {swept}')}</sup>"),
         xaxis=dict(title="stride size (product of strides)", type="log"),
         yaxis=dict(title="tile speedup bound (x)"), template="plotly_white",
         legend=dict(orientation="h", y=-0.2), height=650, width=950)
     return fig
+
+
+def _label_positions(search: StrideSearch, front: list[tuple[int, ...]]) -> list[str]:
+    """Where each Pareto point's stride label goes: below right of the first point of a bound
+    (clear of the envelope's steps), above the others of that bound, alternately left."""
+    seen: dict[float, int] = {}
+    out = []
+    for s in front:
+        b = round(search.tile_speedup(s), 6)
+        n = seen[b] = seen.get(b, -1) + 1
+        out.append("bottom right" if n == 0 else ("top center", "top left")[n % 2 - 1])
+    return out
 
 
 def _point_text(search: StrideSearch, st: tuple[int, ...], desc: str) -> str:
@@ -488,8 +531,7 @@ def sparsity_curves(config: GNAConfig, mode: str = "static", points: int = 24) -
 
 def sparsity_figure(config: GNAConfig, mode: str = "static", points: int = 24):
     """Speedup bound vs sparsity on one layout: FLOP bound, NA, GNA and blocked attention."""
-    import plotly.graph_objects as go
-
+    go = plotly_go()
     rows = sparsity_curves(config, mode, points)
     x = [100 * r["sparsity"] for r in rows]
     base = (f"layout {format_tile(config.input_size)}, dilation {format_tile(config.dilation)}, "
@@ -520,16 +562,24 @@ def sparsity_figure(config: GNAConfig, mode: str = "static", points: int = 24):
 # -- writing ---------------------------------------------------------------------------------------
 
 def kaleido_available() -> bool:
-    try:
-        import kaleido  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from importlib.util import find_spec
+
+    return find_spec("kaleido") is not None
 
 
-def write_figure(fig, html: str | os.PathLike, png: str | os.PathLike | None = None) -> list[Path]:
-    """Write a self-contained HTML file (plotly.js inlined) and, if asked, a PNG (kaleido), each
-    atomically (:func:`gnasim.files.atomic_write`)."""
+def plotly_js_mode(plotly_js: str) -> bool | str:
+    """plotly's ``include_plotlyjs`` for ``plotly_js`` ("inline" or "cdn")."""
+    if plotly_js not in PLOTLY_JS:
+        raise ConfigError(f"plotly_js: '{plotly_js}' is not one of {list(PLOTLY_JS)}")
+    return PLOTLY_JS[plotly_js]
+
+
+def write_figure(fig, html: str | os.PathLike, png: str | os.PathLike | None = None,
+                 plotly_js: str = "inline") -> list[Path]:
+    """Write an HTML file and, if asked, a PNG (kaleido), each atomically
+    (:func:`gnasim.files.atomic_write`). ``plotly_js="inline"`` embeds plotly.js (4.9 MB, opens
+    offline); ``"cdn"`` loads it from plotly's CDN (a small file; needs the network to open)."""
+    include = plotly_js_mode(plotly_js)
     html = Path(html)
     if html.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"out: '{html.name}' must end in .html")
@@ -542,7 +592,7 @@ def write_figure(fig, html: str | os.PathLike, png: str | os.PathLike | None = N
             raise GnasimError("png: writing PNG needs the kaleido package (pip install kaleido); "
                               "nothing was written")
     atomic_write(html, lambda tmp: fig.write_html(
-        str(tmp), include_plotlyjs=True, full_html=True, config={"responsive": True}))
+        str(tmp), include_plotlyjs=include, full_html=True, config={"responsive": True}))
     written = [html]
     if png is not None:
         atomic_write(png, lambda tmp: fig.write_image(str(tmp), format="png"), label="png")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gnasim.config import GNAConfig, parse_ints
-from gnasim.errors import ConfigError
+from gnasim.errors import ConfigError, require_extra
 from gnasim.config import format_tile
 from gnasim.plan.flat import flat_plan
 from gnasim.plan.tiling import KV_TILINGS, tile_plans
@@ -95,6 +95,7 @@ def curse_figure(input_size, windows: Sequence, stride=1, dilation=1, causal=Fal
                  flat_tiles: Sequence[FlatTiles] = ((128, 128),),
                  box_tiles: Sequence[BoxTiles] = (), kv_tiling: str = "static"):
     """A plotly figure: tile bound against the window, one line per tiling, and the FLOP bound."""
+    require_extra("plotly", "plot", "curse_figure")
     import plotly.graph_objects as go
 
     points = curse_points(input_size, windows, stride, dilation, causal, flat_tiles, box_tiles,
@@ -126,14 +127,19 @@ def curse_figure(input_size, windows: Sequence, stride=1, dilation=1, causal=Fal
     return fig
 
 
-def write_curse_html(path: str | Path, input_size, windows: Sequence, **kwargs) -> Path:
-    """Write :func:`curse_figure` as a self-contained HTML file (plotly.js inlined)."""
+def write_curse_html(path: str | Path, input_size, windows: Sequence, plotly_js: str = "inline",
+                     **kwargs) -> Path:
+    """Write :func:`curse_figure` as an HTML file: ``plotly_js="inline"`` embeds plotly.js
+    (4.9 MB, opens offline), ``"cdn"`` loads it from plotly's CDN (small; needs the network)."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"output: '{path}' must end in .html")
+    if plotly_js not in ("inline", "cdn"):
+        raise ConfigError(f"plotly_js: '{plotly_js}' is not one of ['inline', 'cdn']")
     fig = curse_figure(input_size, windows, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    fig.write_html(str(path), include_plotlyjs=True if plotly_js == "inline" else "cdn",
+                   full_html=True)
     return path
 
 

@@ -98,13 +98,16 @@ def test_compare_bad_row_names_row_and_column_then_skips(tmp_path):
 
 def test_compare_writes_csv_and_plot(tmp_path):
     out, plot = tmp_path / "cmp.csv", tmp_path / "cmp.html"
-    res = run("compare", "--out", str(out), "--plot", str(plot))
+    res = run("compare", "--out", str(out), "--plot", str(plot), "--plotly-js", "inline")
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 14 and float(rows[1]["tile_bound"]) == pytest.approx(256 / 17, rel=1e-5)
     html = plot.read_text()
     assert "y = x" in html and '"measured (ms)"' in html
     assert '<script src="https://cdn.plot.ly' not in html and len(html) > 1_000_000   # inline js
+    assert run("compare", "--plot", str(plot)).exit_code == 0       # default: plotly.js from its CDN
+    html = plot.read_text()
+    assert 'src="https://cdn.plot.ly/plotly-' in html and len(html) < 200_000
     res = run("compare", "--out", str(tmp_path / "missing-dir" / "x.csv"))
     assert res.exit_code == 2 and "does not exist" in res.stderr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -89,7 +90,7 @@ def rendered(tmp_path_factory):
     def make(name):
         kind, args, _, _ = PLOTS[name]
         html = out / f"{name}.html"
-        res = run_cli("plot", kind, *args, "--out", str(html))
+        res = run_cli("plot", kind, *args, "--out", str(html), "--plotly-js", "inline")
         page = render(html) if res.returncode == 0 else ("", [])
         return name, res, html, page
 
@@ -217,3 +218,118 @@ def test_html_is_written_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.html"]
     data = json.dumps(tile_map_figure(cfg).to_plotly_json()["data"], default=str)
     assert "layout 16x16, window 5x5" in data      # hover text carries the configuration
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_tile_map_3d_title_counts_the_whole_pass(mode):
+    """The title counts every KV tile the Q tile visits on all axes (brute-force mask), the same
+    whichever slice is drawn; the legend counts the drawn slice."""
+    cfg = GNAConfig(input_size=(10, 12, 14), window_size=(5, 7, 6), stride=(2, 3, 2),
+                    causal=(False, True, False), q_tile=(2, 4, 4), kv_tile=(2, 4, 2))
+    ref = reference_counts(cfg, mode)
+    plan = tile_plan(cfg, mode)
+    shape = [a.q_tiles_per_group for a in plan.axes]
+    total = math.prod(a.kv_tiles_per_group for a in plan.axes)
+    for qi in ((0, 0, 0), (2, 1, 3), (4, 2, 1)):
+        k = int(np.ravel_multi_index(qi, shape))
+        v, f = ref.visited[k], ref.full[k]
+        titles = set()
+        for slice_key in (None, (1, 0, 0), (0, 0, 5)):
+            fig = tile_map_figure(cfg, mode, q_index=qi, axes=(1, 2), slice_key=slice_key)
+            title = fig.layout.title.text.split("<br>")[0]
+            titles.add(title)
+            assert title == (f"Q tile {'x'.join(map(str, qi))}: {v} KV tiles visited ({f} full, "
+                             f"{v - f} partial), {total - v} skipped of {total}")
+            shown = sum(int(re.search(r"\((\d+) in this slice\)", t.name).group(1))
+                        for t in fig.data if t.name and "in this slice" in t.name)
+            assert shown == plan.axes[1].kv_tiles_per_group * plan.axes[2].kv_tiles_per_group \
+                or mode == "dynamic"
+        assert len(titles) == 1
+
+
+def test_pareto_points_are_labelled_with_their_strides():
+    s = search_strides(GNAConfig(input_size=(30, 48, 80), window_size=(18, 24, 24),
+                                 q_tile=(4, 8, 8), kv_tile=(2, 8, 8)))
+    from gnasim.plots import pareto_figure
+
+    fig = pareto_figure(s)
+    front = next(t for t in fig.data if t.name.startswith("Pareto set"))
+    strides = s.pareto_strides()
+    assert "text" in front.mode
+    assert list(front.text) == ["x".join(map(str, st)) for st in strides]
+    assert list(front.x) == [math.prod(st) for st in strides]
+    assert list(front.y) == [s.tile_speedup(st) for st in strides]
+    assert "16x8x8" in front.text and "1x1x1" in front.text
+
+
+def test_stride_sweep_subtitles_name_the_swept_strides():
+    """No single stride applies to a stride sweep: the subtitle names the swept ranges (it said
+    'stride 1x1x1'), and every hover text names only its own stride."""
+    from gnasim.plots import pareto_figure, stride_heatmap_figure
+
+    cfg = GNAConfig(input_size=(30, 48, 80), window_size=(18, 24, 24), stride=(2, 5, 7),
+                    q_tile=(4, 8, 8), kv_tile=(2, 8, 8))
+    heat = stride_heatmap_figure(cfg, axes=(1, 2))
+    sub = heat.layout.title.text.split("<sup>")[1]
+    assert "stride 2x[1..24]x[1..24]," in sub and "5x7" not in sub and "stride 1x1x1" not in sub
+    for row in heat.data[0].text:
+        for cell in row:
+            assert cell.count("stride") == 1 and cell.startswith("stride 2x")
+    par = pareto_figure(search_strides(cfg))
+    sub = par.layout.title.text.split("<sup>")[1]
+    assert "stride [1..18]x[1..24]x[1..24]," in sub and "2x5x7" not in sub
+    for t in par.data:
+        for h in t.hovertext or ():
+            assert h.count("stride") <= 1 + h.count("stride(s)")
+
+
+def test_plotly_js_cdn_is_the_default_and_inline_embeds(tmp_path):
+    args = ["plot", "tile-map", "-i", "16", "16", "-w", "5", "5", "--q-tile", "4", "4",
+            "--kv-tile", "4", "4", "--hardware", "none"]
+    res = run_cli(*args, "--out", str(tmp_path / "c.html"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.rstrip().endswith("static KV tiling, plotly.js from its CDN)")
+    cdn = (tmp_path / "c.html").read_text()
+    assert re.search(r'<script [^>]*src="https://cdn\.plot\.ly/plotly-[0-9.]+\.min\.js"', cdn)
+    assert len(cdn) < 200_000
+    res = run_cli(*args, "--out", str(tmp_path / "i.html"), "--plotly-js", "inline")
+    inline = (tmp_path / "i.html").read_text()
+    assert res.returncode == 0 and "<script src=" not in inline and len(inline) > 3_000_000
+    assert res.stdout.rstrip().endswith("static KV tiling, plotly.js inline)")
+    res = run_cli(*args, "--out", str(tmp_path / "x.html"), "--plotly-js", "web")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "--plotly-js" in res.stderr and not (tmp_path / "x.html").exists()
+    with pytest.raises(Exception, match=r"plotly_js: 'web' is not one of \['inline', 'cdn'\]"):
+        write_figure(tile_map_figure(GNAConfig(input_size=(16,), window_size=(5,), q_tile=(4,),
+                                               kv_tile=(4,))), tmp_path / "y.html", plotly_js="web")
+
+
+@pytest.mark.parametrize("args", [
+    ["plot", "pareto", "-i", "16", "16", "-w", "5", "5", "--q-tile", "4", "4", "--kv-tile", "4",
+     "4", "--hardware", "none", "--out", "{tmp}/p.html"],
+    ["compare", "--plot", "{tmp}/c.html"],
+])
+def test_without_plotly_the_command_names_the_extra(tmp_path, args):
+    """plotly comes with the plot extra: without it, one line naming the pip command, exit 2."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code = ("import sys; sys.modules['plotly'] = None; sys.argv = ['gnasim'] + sys.argv[1:]; "
+            "from gnasim.console import main; main()")
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    what = "plot" if args[0] == "plot" else "compare --plot"
+    assert res.returncode == 2
+    assert res.stderr == (f"error: {what}: needs plotly, which the core install leaves out: "
+                          "pip install 'gnasim[plot]'\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_curse_html_plotly_js(tmp_path):
+    from gnasim.plots_flat import write_curse_html
+
+    kw = dict(flat_tiles=[(64, 64)], box_tiles=[((2, 4, 8), (2, 4, 8))])
+    cdn = write_curse_html(tmp_path / "c.html", (8, 16, 16), [(4, 4, 4)], plotly_js="cdn", **kw)
+    inline = write_curse_html(tmp_path / "i.html", (8, 16, 16), [(4, 4, 4)], **kw)
+    assert 'src="https://cdn.plot.ly/plotly-' in cdn.read_text() and cdn.stat().st_size < 100_000
+    assert '<script src="http' not in inline.read_text() and inline.stat().st_size > 3_000_000
+    with pytest.raises(Exception, match=r"plotly_js: 'x' is not one of \['inline', 'cdn'\]"):
+        write_curse_html(tmp_path / "x.html", (8, 16, 16), [(4, 4, 4)], plotly_js="x", **kw)

@@ -282,8 +282,9 @@ def _csv_value(v: Any) -> str:
     return str(v)
 
 
-def plot_html(report: CompareReport) -> str:
-    """A self-contained plotly page: predicted vs measured time and speedup, with y = x."""
+def plot_html(report: CompareReport, include_plotlyjs: bool | str = True) -> str:
+    """A plotly page: predicted vs measured time and speedup, with y = x (``include_plotlyjs``:
+    plotly's, True inlines plotly.js, "cdn" loads it from the CDN)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -337,7 +338,7 @@ def plot_html(report: CompareReport) -> str:
     sub = ", ".join(f"{label} {m[k]:.2f}%" for k, label in labels if m.get(k) is not None)
     fig.update_layout(title=dict(text=f"{title}<br><sup>MAPE: {sub}</sup>"), height=560,
                       width=1200, template="plotly_white")
-    return fig.to_html(full_html=True, include_plotlyjs=True)
+    return fig.to_html(full_html=True, include_plotlyjs=include_plotlyjs)
 
 
 def fmt_pct(v: float | None) -> str:

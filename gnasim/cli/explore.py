@@ -272,6 +272,20 @@ class PlotKind(str, Enum):
     sparsity = "sparsity"
 
 
+class PlotlyJs(str, Enum):
+    """How an HTML page gets plotly.js: from plotly's CDN (a small file that needs the network
+    when opened, the default) or inlined (4.9 MB per file, opens offline)."""
+
+    cdn = "cdn"
+    inline = "inline"
+
+
+PlotlyJsOpt = typer.Option(
+    PlotlyJs.cdn, "--plotly-js",
+    help="cdn: small HTML that loads plotly.js from its CDN (needs the network to open); "
+         "inline: embeds plotly.js (4.9 MB, opens offline).")
+
+
 @guarded
 def plot(
     kind: PlotKind = typer.Argument(..., help="tile-map, stride-heatmap, pareto or sparsity."),
@@ -303,14 +317,17 @@ def plot(
     group: Optional[str] = multi_option(None, "--group", metavar="AXES",
                                         callback=single_problem_axes, help="tile-map: dilation group per axis (default 0)."),
     points: int = typer.Option(24, "--points", metavar="N", help="sparsity: number of windows."),
-    out: str = typer.Option(..., "--out", "-o", metavar="FILE", help="HTML file to write (self-contained)."),
+    out: str = typer.Option(..., "--out", "-o", metavar="FILE", help="HTML file to write."),
     png: Optional[str] = typer.Option(None, "--png", metavar="FILE", help="Also write a PNG (needs kaleido)."),
+    plotly_js: PlotlyJs = PlotlyJsOpt,
 ) -> None:
     """Interactive plotly HTML: tile map, stride heatmap, Pareto front or speedup vs sparsity."""
     from gnasim.config import parse_ints
     from gnasim.config import format_tile
+    from gnasim.errors import require_extra
     from gnasim.hardware.tiles import resolve_tiles
 
+    require_extra("plotly", "plot", "plot")
     profile = _profile(hardware)
     kern = profile.kernel(kernel) if profile is not None else None
     mode = kv_tiling or (kern.kv_tiling if kern is not None else "static")
@@ -337,8 +354,10 @@ def plot(
                                                  kern.name if kern else None))
     else:
         fig = plots.sparsity_figure(cfg, mode, points)
-    written = plots.write_figure(fig, out, png)
+    written = plots.write_figure(fig, out, png, plotly_js.value)
+    js = "plotly.js inline" if plotly_js == PlotlyJs.inline else "plotly.js from its CDN"
     typer.echo(f"plot: wrote {', '.join(str(p) for p in written)} ({kind.value}, "
-               f"Q {format_tile(cfg.q_tile)} / KV {format_tile(cfg.kv_tile)}, {mode} KV tiling)")
+               f"Q {format_tile(cfg.q_tile)} / KV {format_tile(cfg.kv_tile)}, {mode} KV tiling, "
+               f"{js})")
     for note in notes:
         typer.echo(f"note: {note}")

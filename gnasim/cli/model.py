@@ -12,7 +12,9 @@ from typing import Any, Optional
 
 import typer
 
+from gnasim.cli.explore import PlotlyJs, PlotlyJsOpt
 from gnasim.cli.options import OutputFormat, guarded, print_json
+from gnasim.errors import require_extra
 
 MeasurementsArg = typer.Argument(
     None, help="Measurement CSV (default: the built-in published H100/B200 measurements).")
@@ -57,6 +59,7 @@ def compare(
     loo: bool = typer.Option(False, "--loo", help="Predict each row from a fit without it."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write the per-row comparison as CSV."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE", help="Write a plotly HTML scatter (y = x)."),
+    plotly_js: PlotlyJs = PlotlyJsOpt,
     skip_bad_rows: bool = SkipOpt,
     prior_weight: float = PriorOpt,
     by: Optional[GroupBy] = typer.Option(None, "--by", help="Also report errors per gpu, source or implementation."),
@@ -66,6 +69,10 @@ def compare(
     from gnasim.calibration.compare import compare as run_compare, plot_html, to_csv
     from gnasim.files import atomic_write, check_output_path
 
+    if plot is not None:
+        require_extra("plotly", "plot", "compare --plot")
+    if loo:
+        require_extra("scipy", "calibrate", "compare --loo")
     for path, label in ((out, "out"), (plot, "plot")):
         if path is not None:
             check_output_path(path, label)
@@ -76,7 +83,8 @@ def compare(
     if out is not None:
         atomic_write(out, to_csv(report))
     if plot is not None:
-        atomic_write(plot, plot_html(report), label="plot")
+        page = plot_html(report, True if plotly_js == PlotlyJs.inline else "cdn")
+        atomic_write(plot, page, label="plot")
     _warn(report.skipped)
     if fmt == OutputFormat.json:
         print_json(report.to_dict())
@@ -113,6 +121,8 @@ def calibrate(
         return
     from gnasim.calibration.fit import calibrate as run_calibrate
     from gnasim.hardware.write import default_output, write_profile
+
+    require_extra("scipy", "calibrate", "calibrate")
 
     mset = _load(measurements, skip_bad_rows)
     cals, errors = run_calibrate(mset, _profiles(hardware), prior_weight=prior_weight, loo=loo,

@@ -19,7 +19,7 @@ import numpy as np
 
 from gnasim import record
 from gnasim.bounds import effective_fraction, flops_per_pair
-from gnasim.errors import GnasimError
+from gnasim.errors import GnasimError, require_extra
 from gnasim.explore.blocks import Block, SweepPlan, causal_codes
 from gnasim.explore.keys import INT64_MAX
 from gnasim.config import format_tile
@@ -29,13 +29,12 @@ from gnasim.plan.stats import STAT_INDEX
 
 
 def arrow_modules(compute: bool = False):
-    try:
-        import pyarrow as pa
-        pc = None
-        if compute:
-            import pyarrow.compute as pc
-    except ImportError:  # pragma: no cover - pyarrow is installed with gnasim[test]
-        raise GnasimError("sweep: needs pyarrow (pip install pyarrow)") from None
+    """pyarrow (and pyarrow.compute), or one line naming the extra that installs it."""
+    require_extra("pyarrow", "sweep", "sweep")
+    import pyarrow as pa
+    pc = None
+    if compute:
+        import pyarrow.compute as pc
     return pa, pc
 
 

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from gnasim.errors import ConfigError, OutputError
+from gnasim.errors import ConfigError, OutputError, require_extra
 from gnasim.explore.columns import arrow_modules, column_type, compute_chunk
 from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, PARALLEL_MIN_ROWS
 from gnasim.explore.blocks import SweepPlan, iter_chunks, plan_sweep
@@ -72,6 +72,7 @@ def sweep_table(spec: SweepSpec, fmt: str = "parquet"):
 
 def sweep_frame(spec: SweepSpec | dict[str, Any]):
     """The whole sweep as a pandas DataFrame (``notes`` as lists, like ``to_dict()``)."""
+    require_extra("pandas", "notebook", "sweep_frame")
     if isinstance(spec, dict):
         spec = spec_from_mapping(spec)
     return sweep_table(spec).to_pandas()
@@ -146,6 +147,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, resume: bool = False,
     t0 = time.perf_counter()
     out = Path(out)
     fmt = output_format(out)
+    arrow_modules()                      # pyarrow (the sweep extra) before any file is touched
     if chunk_rows < 1:
         raise ConfigError(f"chunk_size: must be >= 1, got {chunk_rows}")
     if jobs is not None and jobs < 1:
