@@ -116,6 +116,7 @@ def calibrate(
     if corpus or holdout_gpu or holdout_source or write:
         from gnasim.cli.corpus_report import calibrate_corpus_command
 
+        require_extra("scipy", "calibrate", "calibrate --corpus")
         calibrate_corpus_command(measurements, skip_bad_rows, prior_weight, holdout_gpu,
                                  holdout_source, write, force, fmt)
         return
