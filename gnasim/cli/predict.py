@@ -16,8 +16,8 @@ import typer
 from gnasim.cli import natten
 from gnasim.cli.options import (
     Batch, Causal, Dilation, Dim, DimValue, Dtype, Format, Hardware, Heads, HeadsKV, InputSize,
-    KernelOpt, KVTile, KVTiling, OutputFormat, QTile, Stride, WindowSize, build_config,
-    guarded, multi_option, print_json, single_problem_axes,
+    KernelOpt, KVTile, KVTiling, OutputFormat, PresetOpt, QTile, Stride, WindowSize, build_config,
+    guarded, multi_option, print_json, problem_flags, single_problem_axes,
 )
 from gnasim.errors import ConfigError
 
@@ -162,9 +162,10 @@ def _uncalibrated(profile: Any, kernels: set[str]) -> list[str]:
 # -- the commands ------------------------------------------------------------------------------
 @guarded
 def predict(
-    input_size: str = InputSize, window_size: Optional[str] = WindowSize, stride: str = Stride,
-    dilation: str = Dilation, causal: str = Causal, batch_size: int = Batch, heads: int = Heads,
-    heads_kv: Optional[int] = HeadsKV, dim: int = Dim, dim_value: Optional[int] = DimValue,
+    input_size: Optional[str] = InputSize, window_size: Optional[str] = WindowSize,
+    stride: Optional[str] = Stride, dilation: Optional[str] = Dilation, causal: str = Causal,
+    batch_size: int = Batch, heads: Optional[int] = Heads, heads_kv: Optional[int] = HeadsKV,
+    dim: Optional[int] = Dim, dim_value: Optional[int] = DimValue, preset: Optional[str] = PresetOpt,
     dtype: str = Dtype, q_tile: Optional[str] = QTile, kv_tile: Optional[str] = KVTile,
     hardware: str = Hardware,
     kernel: Optional[str] = multi_option(
@@ -227,6 +228,11 @@ def predict(
 ) -> None:
     """Predict the tile plan, FLOPs, bounds and runtime of one GNA configuration."""
     from gnasim.prediction import simulate
+
+    p = problem_flags(preset, input_size=input_size, window_size=window_size, stride=stride,
+                      dilation=dilation, heads=heads, dim=dim)
+    input_size, window_size, stride, dilation, heads, dim = (
+        p["input_size"], p["window_size"], p["stride"], p["dilation"], p["heads"], p["dim"])
 
     flat_tiles = None
     if tiling == Tiling.flat:
@@ -354,8 +360,9 @@ def profiles(fmt: OutputFormat = Format) -> None:
 
 @guarded
 def tiles(
-    input_size: str = InputSize, window_size: Optional[str] = WindowSize, stride: str = Stride,
-    dilation: str = Dilation, causal: str = Causal, dim: int = Dim, hardware: str = Hardware,
+    input_size: Optional[str] = InputSize, window_size: Optional[str] = WindowSize,
+    stride: Optional[str] = Stride, dilation: Optional[str] = Dilation, causal: str = Causal,
+    dim: Optional[int] = Dim, preset: Optional[str] = PresetOpt, hardware: str = Hardware,
     kernel: Optional[str] = KernelOpt, kv_tiling: Optional[str] = KVTiling, dtype: str = Dtype,
     backward: bool = typer.Option(False, "--backprop", "--backward",
                                   help="Backward-pass tile configurations too."),
@@ -364,8 +371,10 @@ def tiles(
     fmt: OutputFormat = Format,
 ) -> None:
     """The tile configurations a GPU's kernels run for a problem (`predict --dry-run`)."""
-    cfg = build_config(input_size, window_size, stride, dilation, causal, 1, 1, None, dim, None,
-                       dtype, None, None)
+    p = problem_flags(preset, input_size=input_size, window_size=window_size, stride=stride,
+                      dilation=dilation, dim=dim)
+    cfg = build_config(p["input_size"], p["window_size"], p["stride"], p["dilation"], causal, 1, 1,
+                       None, p["dim"], None, dtype, None, None)
     profile = _profile(hardware)
     rows, notes = config_rows(cfg, profile, kernel, kv_tiling, backward, max_configs)
     if fmt == OutputFormat.json:
@@ -374,3 +383,17 @@ def tiles(
     from gnasim.render import render_configs
 
     render_configs(profile, cfg, rows, notes)
+
+
+@guarded
+def presets(fmt: OutputFormat = Format) -> None:
+    """List the presets (--preset NAME): published models' layouts, windows, heads and sources."""
+    from gnasim.presets import load_presets
+
+    found = load_presets()
+    if fmt == OutputFormat.json:
+        print_json([p.to_dict() for p in found])
+        return
+    from gnasim.render import render_presets
+
+    render_presets(found)
