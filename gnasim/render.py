@@ -465,8 +465,8 @@ def render_ranked(rows: list[dict[str, Any]], objective: str, top: int,
     speedup = "predicted_speedup_with_permute" if permute else "predicted_speedup"
     first = rows[0] if rows else {}
     windows = len({r["window_size"] for r in rows}) > 1
-    t = Table(title=(f"Fastest strides by predicted {'kernel + permute' if permute else 'kernel'} "
-                     f"time: {first.get('input_size', '')}, {first.get('hardware', '')} / "
+    t = Table(title=(f"By predicted {'kernel + permute' if permute else 'kernel'} time: "
+                     f"{first.get('input_size', '')}, {first.get('hardware', '')}/"
                      f"{first.get('kernel', '')}"),
               title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     cols = ["#", "Q/KV tile"] + (["window"] if windows else []) + \
@@ -483,7 +483,7 @@ def render_ranked(rows: list[dict[str, Any]], objective: str, top: int,
     con.print(t)
     if len(rows) > top:
         con.print(f"{len(rows) - top} more on the Pareto set (--top N, or --format json)")
-    con.print("Pareto set by predicted time: no element-wise smaller stride is as fast. "
-              "--objective bound: the Pareto set by tile bound.")
+    con.print("Kept: strides no element-wise smaller stride (same tiles) matches in time.")
+    con.print("--objective bound: the Pareto set by tile bound.")
     for note in dict.fromkeys(notes):
         con.print(f"note: {note}", markup=False)

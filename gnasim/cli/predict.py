@@ -334,10 +334,15 @@ def _with_choice(result: Any, profile: Any, choice: natten.Choice) -> Any:
     """The prediction against the dense baseline the backend flags chose."""
     if choice.baseline is None or result.runtime is None:
         return result
+    from gnasim.advice import natten_runs_fmha
     from gnasim.model.solve import predict_runtime
+    from gnasim.prediction import natten_dense_fallback
 
-    runtime = predict_runtime(result.config, result.plan, result.dense_plan, profile,
-                              result.kernel, baseline=choice.baseline)
+    c = result.config
+    runtime = natten_dense_fallback(
+        predict_runtime(c, result.plan, result.dense_plan, profile, result.kernel,
+                        baseline=choice.baseline),
+        natten_runs_fmha(c.input_size, c.window_size, c.causal))
     if choice.fmha_kernel is not None:
         runtime = replace(runtime, notes=tuple(natten.fmha_note(
             choice.fmha or "", choice.fmha_kernel, list(runtime.notes))))

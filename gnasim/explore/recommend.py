@@ -256,7 +256,7 @@ def check_objective(objective: str, profile: HardwareProfile | str | None) -> st
     return objective
 
 
-def _is_time_column(name: str) -> bool:
+def is_time_column(name: str) -> bool:
     """Runtime columns a ranked row carries: every ``predicted_*`` key of the record (intervals
     included, whatever the runtime model provides) and the end-to-end prediction."""
     return name.startswith("predicted_") or name == "e2e_predicted_speedup"
@@ -335,7 +335,7 @@ def time_searches(searches: list[StrideSearch], profile: HardwareProfile | str,
         if key not in table.column_names:
             raise ConfigError(f"objective: no runtime prediction for Q {format_tile(c.q_tile)} / "
                               f"KV {format_tile(c.kv_tile)} on {ref}; use --objective bound")
-        names = [n for n in table.column_names if _is_time_column(n)]
+        names = [n for n in table.column_names if is_time_column(n)]
         data = table.select(["stride", *names]).to_pydict()
         times = np.full(s.shape, np.inf)
         columns: dict[tuple[int, ...], dict[str, Any]] = {}
