@@ -14,7 +14,8 @@ from gnasim.bounds import amdahl, attention_flops, effective_fraction, flops_per
 from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.model.launch import fast_path
-from gnasim.model.solve import RuntimePrediction, predict_runtime
+from gnasim.model.solve import (BackwardPrediction, RuntimePrediction, predict_backward,
+                               predict_runtime)
 from gnasim.hardware.profile import HardwareProfile, load_profile
 from gnasim.hardware.tiles import backward_tiles, resolve_tiles
 from gnasim.plan.flat import FlatPlan, flat_plan
@@ -37,6 +38,7 @@ class SimulationResult:
     notes: tuple[str, ...] = field(default=())
     runtime: RuntimePrediction | None = None   # when a hardware profile was given
     backward: BackwardResult | None = None     # when simulate(..., backward=True)
+    backward_runtime: BackwardPrediction | None = None   # both
 
     # -- FLOPs --------------------------------------------------------------------------------
     def _flops(self, pairs: int) -> int:
@@ -106,7 +108,7 @@ class SimulationResult:
             fast=False if isinstance(p, FlatPlan) else fast_path(c),
             per_pair=flops_per_pair(c.batch, c.heads, c.head_dim, c.dim_v),
             tile_elems=p.q_tile_size * p.kv_tile_size, attention_fraction=self.attention_fraction,
-            fraction=fraction, rt=self.runtime, bwd=self.backward,
+            fraction=fraction, rt=self.runtime, bwd=self.backward, bwd_rt=self.backward_runtime,
             notes=list(self.notes) + (list(self.runtime.notes) if self.runtime else [])))
 
 
@@ -193,20 +195,28 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
         bwd = BackwardResult(config, backward_plan(config, bq, bkv),
                              backward_plan(config.dense(), bq, bkv), plan.attended_pairs,
                              dense_plan.attended_pairs)
-    runtime = None
+    runtime = bwd_rt = None
     if profile is not None:
         try:
             runtime = natten_dense_fallback(
                 predict_runtime(config, plan, dense_plan, profile, kern.name),
                 natten_runs_fmha(config.input_size, config.window_size, config.causal))
+            warning = runtime.certainty.warning(kern.name, profile.name) if runtime.certainty else None
+            if warning:
+                notes.append(warning)
         except GnasimError as err:
             notes.append(f"no runtime prediction: {err}")
+        if bwd is not None:
+            try:
+                bwd_rt = predict_backward(config, bwd.plan, profile, kern.name)
+            except GnasimError as err:
+                notes.append(f"no backward runtime prediction: {err}")
     notes += plan_notes(config, plan, dense_plan)
     return SimulationResult(config, plan, dense_plan,
                             profile.name if profile is not None else None,
                             kern.name if kern is not None else None,
                             attention_fraction, full_attention_steps, total_steps, tuple(notes),
-                            runtime, bwd)
+                            runtime, bwd, bwd_rt)
 
 
 TILINGS = ("multi-dim", "flat")
