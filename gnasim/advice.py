@@ -33,13 +33,14 @@ def kv_tiling_note(kernel: Any, mode: str) -> str | None:
 
 
 def oversized_tile_note(config: GNAConfig) -> str | None:
-    """A Q or KV tile longer than its axis (per dilation group): most of each tile is padding."""
+    """A Q or KV tile longer than its axis: most of each tile is padding. (Against the layout,
+    not the dilation groups, so the rows of a sweep block, which share tiles and layout, share
+    the note.)"""
     parts = []
     for name, tile in (("Q", config.q_tile), ("KV", config.kv_tile)):
         if tile is None:
             continue
-        axes = [d for d, (t, L, D) in enumerate(zip(tile, config.input_size, config.dilation))
-                if t > -(-L // D)]
+        axes = [d for d, (t, L) in enumerate(zip(tile, config.input_size)) if t > L]
         if axes:
             parts.append(f"{name} tile {format_tile(tile)} is longer than the layout "
                          f"{format_tile(config.input_size)} on {'axes' if len(axes) > 1 else 'axis'} "
