@@ -48,6 +48,10 @@ _EXPORTS: dict[str, str] = {
     "recommend": "gnasim.explore.recommend",
     "search_strides": "gnasim.explore.recommend",
     "propose_windows": "gnasim.explore.recommend",
+    # presets (published models' problems)
+    "Preset": "gnasim.presets",
+    "load_presets": "gnasim.presets",
+    "get_preset": "gnasim.presets",
     # figures (plotly)
     "tile_map_figure": "gnasim.plots",
     "stride_heatmap_figure": "gnasim.plots",
@@ -107,6 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from gnasim.plan.fast_path import natten_fast_path
     from gnasim.plan.flat import FlatPlan, flat_plan
     from gnasim.plan.tiling import AxisPlan, TilePlan, axis_plan, tile_plan, tile_plans
+    from gnasim.presets import Preset, get_preset, load_presets
     from gnasim.plots import (pareto_figure, sparsity_figure, stride_heatmap_figure,
                               tile_map_figure, write_figure)
     from gnasim.plots_flat import cube_windows, curse_figure, write_curse_html

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
+
 from gnasim import record
+from gnasim.advice import block_notes, natten_runs_fmha, plan_notes
 from gnasim.bounds import amdahl, attention_flops, effective_fraction, flops_per_pair
 from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
@@ -184,6 +187,7 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
         return _simulate_flat(config, profile, kern, notes, flat_tiles, attention_fraction,
                               full_attention_steps, total_steps, backward)
     plan, dense_plan = tile_plans([config, config.dense()], mode)
+    notes += block_notes(config, kern, mode)
     bwd = None
     if backward:
         bq, bkv, bnotes = backward_tiles(config, kern, bwd_q_tile, bwd_kv_tile)
@@ -194,7 +198,9 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
     runtime = bwd_rt = None
     if profile is not None:
         try:
-            runtime = predict_runtime(config, plan, dense_plan, profile, kern.name)
+            runtime = natten_dense_fallback(
+                predict_runtime(config, plan, dense_plan, profile, kern.name),
+                natten_runs_fmha(config.input_size, config.window_size, config.causal))
         except GnasimError as err:
             notes.append(f"no runtime prediction: {err}")
         if bwd is not None:
@@ -202,6 +208,7 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
                 bwd_rt = predict_backward(config, bwd.plan, profile, kern.name)
             except GnasimError as err:
                 notes.append(f"no backward runtime prediction: {err}")
+    notes += plan_notes(config, plan, dense_plan)
     return SimulationResult(config, plan, dense_plan,
                             profile.name if profile is not None else None,
                             kern.name if kern is not None else None,
@@ -210,6 +217,26 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
 
 
 TILINGS = ("multi-dim", "flat")
+
+
+def natten_dense_fallback(runtime: RuntimePrediction | None, fmha: Any) -> RuntimePrediction | None:
+    """Where NATTEN calls its FMHA kernel instead of FNA (``fmha``: a bool, or a bool array per
+    sweep row; :func:`gnasim.advice.natten_runs_fmha`), the GNA side of the prediction becomes
+    the dense baseline: same time, no token permute, speedup 1 at every step."""
+    if runtime is None or not np.any(fmha):
+        return runtime
+    pick = (lambda dense, gna: dense) if np.ndim(fmha) == 0 else \
+        (lambda dense, gna: np.where(fmha, dense, gna))
+    ones = lambda d: {k: pick(1.0, v) for k, v in d.items()}
+    gna = runtime.gna
+    blended = {f.name: (ones(getattr(gna, f.name)) if isinstance(getattr(gna, f.name), dict)
+                        else pick(getattr(runtime.dense, f.name), getattr(gna, f.name)))
+               for f in fields(gna)}
+    blended["components_ms"] = {k: pick(runtime.dense.components_ms[k], v)
+                                for k, v in gna.components_ms.items()}
+    return replace(runtime, gna=replace(gna, **blended),
+                   permute_ms=pick(0.0 * runtime.permute_ms, runtime.permute_ms),
+                   factors=ones(runtime.factors), speedups=ones(runtime.speedups))
 
 
 def _simulate_flat(config: GNAConfig, profile: HardwareProfile | None, kern: Any,

@@ -476,3 +476,69 @@ def render_calibration(cals, written: list[str | None]) -> None:
             con.print(lt)
         con.print(f"written: {w}" if w else "dry run: nothing written")
     sys.stdout.flush()
+
+
+def render_presets(presets: list) -> None:
+    """``gnasim presets``: one row per preset; sources are numbered below the table so it fits
+    80 columns."""
+    con = _console()
+    t = Table(title="Presets (--preset NAME)", title_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True)
+    for col in ("name", "layout", "window", "stride", "dilation", "heads", "d", "src"):
+        t.add_column(col, justify="right" if col in ("heads", "d") else "left", no_wrap=True)
+    sources: list[str] = []
+    for p in presets:
+        if p.source not in sources:
+            sources.append(p.source)
+        t.add_row(p.name, format_tile(p.input_size),
+                  format_tile(p.window_size) + ("*" if p.window_suggested else ""),
+                  format_tile(p.stride), format_tile(p.dilation), str(p.heads), str(p.head_dim),
+                  f"[{sources.index(p.source) + 1}]")
+    con.print(t)
+    if any(p.window_suggested for p in presets):
+        con.print("* window suggested by gnasim (about 90% sparsity): none was published for "
+                  "this model")
+    for i, src in enumerate(sources, 1):
+        con.print(f"[{i}] {src}", markup=False)
+
+
+def _with_interval(row: dict[str, Any], key: str, fmt: str) -> str:
+    """A predicted value, with its interval when the record carries ``KEY_low``/``KEY_high``."""
+    text = format(row[key], fmt)
+    lo, hi = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if lo is not None and hi is not None:
+        text += f" [{format(lo, fmt)}, {format(hi, fmt)}]"
+    return text
+
+
+def render_ranked(rows: list[dict[str, Any]], objective: str, top: int,
+                  notes: list[str]) -> None:
+    """``gnasim recommend --objective time|time-with-permute``: the fastest configurations."""
+    con = _console()
+    permute = objective == "time-with-permute"
+    key = "predicted_total_ms" if permute else "predicted_time_ms"
+    speedup = "predicted_speedup_with_permute" if permute else "predicted_speedup"
+    first = rows[0] if rows else {}
+    windows = len({r["window_size"] for r in rows}) > 1
+    t = Table(title=(f"By predicted {'kernel + permute' if permute else 'kernel'} time: "
+                     f"{first.get('input_size', '')}, {first.get('hardware', '')}/"
+                     f"{first.get('kernel', '')}"),
+              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    cols = ["#", "Q/KV tile"] + (["window"] if windows else []) + \
+        ["stride", "ms", "speedup", "tile bound", "block-sparse"]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("Q/KV tile", "window", "stride",
+                                                   "block-sparse") else "right")
+    for r in rows[:max(top, 1)]:
+        cells = [str(r["rank"]), f"{r['q_tile']}/{r['kv_tile']}"]
+        cells += [r["window_size"]] if windows else []
+        cells += [r["stride"], _with_interval(r, key, ".3f"), _with_interval(r, speedup, ".2f") + "x",
+                  f"{r['tile_speedup']:.2f}x", "yes" if r["fully_block_sparse"] else "no"]
+        t.add_row(*cells)
+    con.print(t)
+    if len(rows) > top:
+        con.print(f"{len(rows) - top} more on the Pareto set (--top N, or --format json)")
+    con.print("Kept: strides no element-wise smaller stride (same tiles) matches in time.")
+    con.print("--objective bound: the Pareto set by tile bound.")
+    for note in dict.fromkeys(notes):
+        con.print(f"note: {note}", markup=False)

@@ -42,10 +42,11 @@ def _root(
 
 
 # -- the commands (each module keeps heavy imports inside its functions) ----------------------
-from gnasim.cli.predict import predict, profiles, tiles  # noqa: E402
+from gnasim.cli.predict import predict, presets, profiles, tiles  # noqa: E402
 
 app.command()(predict)
 app.command()(profiles)
+app.command()(presets)
 app.command()(tiles)
 
 from gnasim.cli.explore import plot, recommend, sweep  # noqa: E402

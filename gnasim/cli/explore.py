@@ -12,9 +12,10 @@ from typing import Any, List, Optional
 
 import typer
 
-from gnasim.cli.options import (TileHeadDim, 
-    DEFAULT_DIM, Causal, Dilation, Dtype, Format, Hardware, KernelOpt, KVTile, KVTiling,
-    OutputFormat, QTile, guarded, multi_option, print_json, single_problem_axes,
+from gnasim.cli.options import (TileHeadDim,
+    DEFAULT_DIM, Batch, Causal, Dilation, Dtype, Format, Hardware, Heads, KernelOpt, KVTile,
+    KVTiling, OutputFormat, PresetOpt, QTile, guarded, multi_option, print_json, problem_flags,
+    single_problem_axes,
 )
 from gnasim.errors import ConfigError
 
@@ -64,6 +65,19 @@ def _cli_mapping(**values: Any) -> tuple[dict[str, Any], dict[str, str]]:
     return data, {k: flags[k] for k in data}
 
 
+def _preset_keys(preset: Optional[str], given: dict[str, Any]) -> dict[str, Any]:
+    """The spec keys ``--preset`` fills that no flag set (a preset beats the --spec file, flags
+    beat the preset)."""
+    if preset is None:
+        return {}
+    from gnasim.config import format_tile
+    from gnasim.presets import get_preset
+
+    values = get_preset(preset).values()
+    return {k: format_tile(v) if isinstance(v, tuple) else v for k, v in values.items()
+            if k not in given}
+
+
 @guarded
 def sweep(
     input_size: Optional[List[str]] = SweepInput, window_size: Optional[List[str]] = SweepWindow,
@@ -80,7 +94,7 @@ def sweep(
                                          help="Kernels of each profile, or 'all' (default: its default)."),
     kv_tiling: Optional[str] = KVTiling,
     dim: Optional[str] = multi_option(None, "-d", "--dim", metavar="DIMS",
-                                      help="Head dims, e.g. -d 64 128 (default: the sweep spec's, 128)."),
+                                      help=f"Head dims, e.g. -d 64 128 (default {DEFAULT_DIM}, NATTEN's)."),
     dim_value: Optional[int] = multi_option(None, "--dim-value", metavar="N",
                                             help="Head dim of V (default: --dim)."),
     batch_size: Optional[int] = multi_option(None, "-b", "--batch-size", metavar="N",
@@ -115,6 +129,7 @@ def sweep(
         False, "--bounds-only", help="Only the tile-plan and bound columns: skip the runtime "
                                      "model's columns (computed in batches per tile shape)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
+    preset: Optional[str] = PresetOpt,
     fmt: OutputFormat = Format,
 ) -> None:
     """Sweep a grid of configurations into CSV or Parquet, one `predict` record per row."""
@@ -128,6 +143,7 @@ def sweep(
         heads=heads, heads_kv=heads_kv, dtype=dtype, attention_fraction=attention_fraction,
         full_attention_steps=full_attention_steps, total_steps=total_steps,
         bounds_only=bounds_only or None)
+    data.update(_preset_keys(preset, data))
     merged: dict[str, Any] = {}
     where = None
     if spec is not None:
@@ -190,27 +206,43 @@ def _profile(hardware: str):
     return None if hardware.strip().lower() == "none" else load_profile(hardware)
 
 
+class Objective(str, Enum):
+    bound = "bound"
+    time = "time"
+    time_with_permute = "time-with-permute"
+
+
 @guarded
 def recommend(
-    input_size: str = multi_option(..., "-i", "--input-size", metavar="AXES",
-                                   callback=single_problem_axes,
-                                   help="Token layout, e.g. -i 30 48 80."),
+    input_size: Optional[str] = multi_option(None, "-i", "--input-size", metavar="AXES",
+                                             callback=single_problem_axes,
+                                             help="Token layout, e.g. -i 30 48 80 (or --preset)."),
     window_size: Optional[str] = multi_option(
         None, "-w", "--window-size", metavar="AXES", callback=single_problem_axes,
         help="Window per axis (optional with --target-sparsity)."),
-    dilation: str = Dilation,
+    dilation: Optional[str] = Dilation,
     causal: str = Causal,
     q_tile: Optional[str] = QTile,
     kv_tile: Optional[str] = KVTile,
     hardware: str = Hardware,
     kernel: Optional[str] = KernelOpt,
     kv_tiling: Optional[str] = KVTiling,
-    dim: int = TileHeadDim,
+    dim: Optional[int] = TileHeadDim,
+    heads: Optional[int] = Heads,
+    batch_size: int = Batch,
     dtype: str = Dtype,
+    preset: Optional[str] = PresetOpt,
+    objective: Optional[Objective] = typer.Option(
+        None, "--objective",
+        help="bound: the Pareto set by tile bound; time / time-with-permute: rank by predicted "
+             "kernel time (+ token permute). Default: time-with-permute with a hardware profile, "
+             "bound without."),
     all_tiles: bool = typer.Option(False, "--all-tiles", help="Search every tile shape the kernel ships."),
     target_sparsity: Optional[float] = typer.Option(
         None, "--target-sparsity", metavar="F", help="Propose windows (multiples of the KV tile) near this sparsity."),
     windows: int = typer.Option(3, "--windows", metavar="N", help="How many windows --target-sparsity proposes."),
+    top: int = typer.Option(10, "--top", metavar="N",
+                            help="Rows shown in the table of a time objective (JSON: all)."),
     attention_fraction: Optional[float] = multi_option(
         None, "--attention-fraction", metavar="F",
         help="Share of end-to-end time in attention: adds end-to-end bounds."),
@@ -221,17 +253,25 @@ def recommend(
                                               help="Total diffusion steps."),
     fmt: OutputFormat = Format,
 ) -> None:
-    """The paper's pruned stride search: Pareto-optimal strides by tile bound, best tile shapes."""
-    from gnasim.explore.recommend import propose_windows, recommend as run_recommend, tile_candidates
+    """Strides (and with --all-tiles tile shapes) ranked by predicted time, or the paper's
+    Pareto set by tile bound (--objective bound)."""
+    from gnasim.explore.recommend import (check_objective, default_objective, propose_windows,
+                                          ranked_records, recommend as run_recommend,
+                                          tile_candidates, time_searches)
 
+    p = problem_flags(preset, input_size=input_size, window_size=window_size,
+                      dilation=dilation, heads=heads, dim=dim)
     if attention_fraction is None and (full_attention_steps or total_steps is not None):
         raise ConfigError("full_attention_steps/total_steps: give --attention-fraction too "
                           "(they weight the end-to-end Amdahl speedup)")
     profile = _profile(hardware)
+    goal = check_objective(objective.value if objective else default_objective(profile), profile)
+    window_size = p["window_size"]
     proposals = []
     if window_size is None and target_sparsity is None:
         raise ConfigError("window_size: give -w/--window-size, or --target-sparsity to propose windows")
-    base = _base_config(input_size, window_size, "1", dilation, causal, q_tile, kv_tile, dim, dtype)
+    base = _base_config(p["input_size"], window_size, "1", p["dilation"], causal, q_tile, kv_tile,
+                        p["dim"], dtype).replace(heads=p["heads"], batch=batch_size)
     kern = profile.kernel(kernel) if profile is not None else None
     mode = kv_tiling or (kern.kv_tiling if kern is not None else "static")
     candidates: list[Any] = []
@@ -248,6 +288,19 @@ def recommend(
     for cfg in candidates:
         results.append(run_recommend(cfg, profile, kernel, kv_tiling, all_tiles, attention_fraction,
                                      full_attention_steps, total_steps))
+    if goal != "bound":
+        ranked = ranked_records([t for searches in results
+                                 for t in time_searches(searches, hardware, goal)])
+        for rec in ranked:
+            if target_sparsity is not None:
+                rec["target_sparsity"] = target_sparsity
+        if fmt == OutputFormat.json:
+            print_json(ranked)
+            return
+        from gnasim.render import render_ranked
+
+        render_ranked(ranked, goal, top, [n for s in results[0] for n in s.notes])
+        return
     if fmt == OutputFormat.json:
         records = []
         for searches in results:
@@ -289,22 +342,24 @@ PlotlyJsOpt = typer.Option(
 @guarded
 def plot(
     kind: PlotKind = typer.Argument(..., help="tile-map, stride-heatmap, pareto or sparsity."),
-    input_size: str = multi_option(..., "-i", "--input-size", metavar="AXES",
-                                   callback=single_problem_axes,
-                                   help="Token layout, e.g. -i 30 48 80."),
+    input_size: Optional[str] = multi_option(None, "-i", "--input-size", metavar="AXES",
+                                             callback=single_problem_axes,
+                                             help="Token layout, e.g. -i 30 48 80 (or --preset)."),
     window_size: Optional[str] = multi_option(
         None, "-w", "--window-size", metavar="AXES", callback=single_problem_axes,
         help="Window per axis (not needed for sparsity)."),
-    stride: str = multi_option("1", "-s", "--stride", metavar="AXES", callback=single_problem_axes,
-                               help="Stride per axis (tile-map; other axes of stride-heatmap)."),
-    dilation: str = Dilation,
+    stride: Optional[str] = multi_option(
+        None, "-s", "--stride", metavar="AXES", callback=single_problem_axes,
+        help="Stride per axis (tile-map; other axes of stride-heatmap). Default 1."),
+    dilation: Optional[str] = Dilation,
     causal: str = Causal,
     q_tile: Optional[str] = QTile,
     kv_tile: Optional[str] = KVTile,
     hardware: str = Hardware,
     kernel: Optional[str] = KernelOpt,
     kv_tiling: Optional[str] = KVTiling,
-    dim: int = TileHeadDim,
+    dim: Optional[int] = TileHeadDim,
+    preset: Optional[str] = PresetOpt,
     q_index: Optional[str] = multi_option(None, "--q-index", metavar="AXES",
                                           callback=single_problem_axes,
                                           help="tile-map: the Q tile, per axis (default 0)."),
@@ -328,6 +383,10 @@ def plot(
     from gnasim.hardware.tiles import resolve_tiles
 
     require_extra("plotly", "plot", "plot")
+    p = problem_flags(preset, input_size=input_size, window_size=window_size, stride=stride,
+                      dilation=dilation, dim=dim)
+    input_size, window_size, stride, dilation, dim = (
+        p["input_size"], p["window_size"], p["stride"], p["dilation"], p["dim"])
     profile = _profile(hardware)
     kern = profile.kernel(kernel) if profile is not None else None
     mode = kv_tiling or (kern.kv_tiling if kern is not None else "static")

@@ -155,23 +155,30 @@ def _json_default(value: Any) -> Any:
 
 # -- shared problem options (NATTEN profiler names and defaults) ------------------------------
 _axes = dict(metavar="AXES", callback=single_problem_axes)
-InputSize = multi_option(..., "-i", "--input-size", **_axes,
-                         help=f"Token layout ({AXES_HELP}), e.g. -i 30 48 80.")
+# The problem flags a preset fills default to None, so a command can tell a flag the user typed
+# (it wins) from one left out (the preset's value, else the default in PROBLEM_DEFAULTS).
+InputSize = multi_option(None, "-i", "--input-size", **_axes,
+                         help=f"Token layout ({AXES_HELP}), e.g. -i 30 48 80 (or --preset).")
 WindowSize = multi_option(None, "-w", "--window-size", **_axes,
                           help="Window (kernel size) per axis; default: the layout (self attention).")
-Stride = multi_option("1", "-s", "--stride", **_axes,
-                      help="Stride per axis (1: sliding window; = window: blocked).")
-Dilation = multi_option("1", "--dilation", **_axes, help="Dilation per axis.")
+Stride = multi_option(None, "-s", "--stride", **_axes,
+                      help="Stride per axis (1: sliding window; = window: blocked). Default 1.")
+Dilation = multi_option(None, "--dilation", **_axes, help="Dilation per axis. Default 1.")
 Causal = multi_option("0", "-c", "--causal", **_axes,
                       help="Causal flag per axis (0/1 or false/true), e.g. -c 1 0 0.")
 Batch = multi_option(1, "-b", "--batch-size", metavar="N", help="Batch size.")
-Heads = multi_option(1, "-n", "--heads", metavar="N", help="Query heads.")
+Heads = multi_option(None, "-n", "--heads", metavar="N", help="Query heads. Default 1.")
 HeadsKV = multi_option(None, "--heads-kv", metavar="N", help="KV heads (GQA/MQA); default: --heads.")
 DEFAULT_DIM = 64   # NATTEN's profiler default
-Dim = multi_option(DEFAULT_DIM, "-d", "--dim", metavar="N", help="Head dim of Q and K.")
-TileHeadDim = multi_option(DEFAULT_DIM, "-d", "--dim", metavar="N",
-                           help="Head dim (selects the kernel's tile shapes).")
+Dim = multi_option(None, "-d", "--dim", metavar="N",
+                   help=f"Head dim of Q and K. Default {DEFAULT_DIM} (NATTEN's).")
+TileHeadDim = multi_option(None, "-d", "--dim", metavar="N",
+                           help=f"Head dim (selects the kernel's tile shapes). Default {DEFAULT_DIM}.")
 DimValue = multi_option(None, "--dim-value", metavar="N", help="Head dim of V; default: --dim.")
+PresetOpt = typer.Option(
+    None, "--preset", metavar="NAME",
+    help="A published model's problem (see `gnasim presets`): fills -i, -w, -s, --dilation, -n "
+         "and -d; flags given override it.")
 Dtype = multi_option("fp16", "--dtype", metavar="DTYPE",
                      help="fp32, fp16, bf16, e4m3, e5m2 (fp8).")
 QTile = multi_option(None, "--q-tile", **_axes,
@@ -207,3 +214,30 @@ def build_config(input_size: str, window_size: Optional[str], stride: str, dilat
                      dilation=dilation, causal=causal, q_tile=q_tile, kv_tile=kv_tile,
                      batch=batch, heads=heads, heads_kv=heads_kv, head_dim=dim,
                      head_dim_v=dim_value, dtype=dtype)
+
+
+# -- presets -------------------------------------------------------------------------------------
+PROBLEM_DEFAULTS: dict[str, Any] = {"stride": "1", "dilation": "1", "heads": 1, "dim": DEFAULT_DIM}
+
+
+def problem_flags(preset: Optional[str], *, input_size: Optional[str] = None,
+                  window_size: Optional[str] = None, stride: Optional[str] = None,
+                  dilation: Optional[str] = None, heads: Optional[int] = None,
+                  dim: Optional[int] = None, need_input: bool = True) -> dict[str, Any]:
+    """The problem flags of a command, by parameter name: the ones given, the rest from
+    ``--preset`` (if any), then :data:`PROBLEM_DEFAULTS`. Axis values come back as strings
+    (``30x48x80``), as the flags give them; ``window_size`` stays None when neither sets it."""
+    from gnasim.config import format_tile
+    from gnasim.presets import apply_preset
+
+    filled = apply_preset(preset, input_size=input_size, window_size=window_size, stride=stride,
+                          dilation=dilation, heads=heads, head_dim=dim)
+    out = {k: format_tile(v) if isinstance(v, tuple) else v for k, v in filled.items()}
+    out["dim"] = out.pop("head_dim")
+    for key, default in PROBLEM_DEFAULTS.items():
+        if out[key] is None:
+            out[key] = default
+    if need_input and out["input_size"] is None:
+        raise ConfigError("Missing option '-i' / '--input-size': give the token layout, or "
+                          "--preset NAME (`gnasim presets` lists them)")
+    return out

@@ -16,8 +16,8 @@ import typer
 from gnasim.cli import natten
 from gnasim.cli.options import (
     Batch, Causal, Dilation, Dim, DimValue, Dtype, Format, Hardware, Heads, HeadsKV, InputSize,
-    KernelOpt, KVTile, KVTiling, OutputFormat, QTile, Stride, WindowSize, build_config,
-    guarded, multi_option, print_json, single_problem_axes,
+    KernelOpt, KVTile, KVTiling, OutputFormat, PresetOpt, QTile, Stride, WindowSize, build_config,
+    guarded, multi_option, print_json, problem_flags, single_problem_axes,
 )
 from gnasim.errors import ConfigError
 
@@ -160,9 +160,10 @@ def optimize(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Optional[
 # -- the commands ------------------------------------------------------------------------------
 @guarded
 def predict(
-    input_size: str = InputSize, window_size: Optional[str] = WindowSize, stride: str = Stride,
-    dilation: str = Dilation, causal: str = Causal, batch_size: int = Batch, heads: int = Heads,
-    heads_kv: Optional[int] = HeadsKV, dim: int = Dim, dim_value: Optional[int] = DimValue,
+    input_size: Optional[str] = InputSize, window_size: Optional[str] = WindowSize,
+    stride: Optional[str] = Stride, dilation: Optional[str] = Dilation, causal: str = Causal,
+    batch_size: int = Batch, heads: Optional[int] = Heads, heads_kv: Optional[int] = HeadsKV,
+    dim: Optional[int] = Dim, dim_value: Optional[int] = DimValue, preset: Optional[str] = PresetOpt,
     dtype: str = Dtype, q_tile: Optional[str] = QTile, kv_tile: Optional[str] = KVTile,
     hardware: str = Hardware,
     kernel: Optional[str] = multi_option(
@@ -225,6 +226,11 @@ def predict(
 ) -> None:
     """Predict the tile plan, FLOPs, bounds and runtime of one GNA configuration."""
     from gnasim.prediction import simulate
+
+    p = problem_flags(preset, input_size=input_size, window_size=window_size, stride=stride,
+                      dilation=dilation, heads=heads, dim=dim)
+    input_size, window_size, stride, dilation, heads, dim = (
+        p["input_size"], p["window_size"], p["stride"], p["dilation"], p["heads"], p["dim"])
 
     flat_tiles = None
     if tiling == Tiling.flat:
@@ -326,10 +332,15 @@ def _with_choice(result: Any, profile: Any, choice: natten.Choice) -> Any:
     """The prediction against the dense baseline the backend flags chose."""
     if choice.baseline is None or result.runtime is None:
         return result
+    from gnasim.advice import natten_runs_fmha
     from gnasim.model.solve import predict_runtime
+    from gnasim.prediction import natten_dense_fallback
 
-    runtime = predict_runtime(result.config, result.plan, result.dense_plan, profile,
-                              result.kernel, baseline=choice.baseline)
+    c = result.config
+    runtime = natten_dense_fallback(
+        predict_runtime(c, result.plan, result.dense_plan, profile, result.kernel,
+                        baseline=choice.baseline),
+        natten_runs_fmha(c.input_size, c.window_size, c.causal))
     if choice.fmha_kernel is not None:
         runtime = replace(runtime, notes=tuple(natten.fmha_note(
             choice.fmha or "", choice.fmha_kernel, list(runtime.notes))))
@@ -352,8 +363,9 @@ def profiles(fmt: OutputFormat = Format) -> None:
 
 @guarded
 def tiles(
-    input_size: str = InputSize, window_size: Optional[str] = WindowSize, stride: str = Stride,
-    dilation: str = Dilation, causal: str = Causal, dim: int = Dim, hardware: str = Hardware,
+    input_size: Optional[str] = InputSize, window_size: Optional[str] = WindowSize,
+    stride: Optional[str] = Stride, dilation: Optional[str] = Dilation, causal: str = Causal,
+    dim: Optional[int] = Dim, preset: Optional[str] = PresetOpt, hardware: str = Hardware,
     kernel: Optional[str] = KernelOpt, kv_tiling: Optional[str] = KVTiling, dtype: str = Dtype,
     backward: bool = typer.Option(False, "--backprop", "--backward",
                                   help="Backward-pass tile configurations too."),
@@ -362,8 +374,10 @@ def tiles(
     fmt: OutputFormat = Format,
 ) -> None:
     """The tile configurations a GPU's kernels run for a problem (`predict --dry-run`)."""
-    cfg = build_config(input_size, window_size, stride, dilation, causal, 1, 1, None, dim, None,
-                       dtype, None, None)
+    p = problem_flags(preset, input_size=input_size, window_size=window_size, stride=stride,
+                      dilation=dilation, dim=dim)
+    cfg = build_config(p["input_size"], p["window_size"], p["stride"], p["dilation"], causal, 1, 1,
+                       None, p["dim"], None, dtype, None, None)
     profile = _profile(hardware)
     rows, notes = config_rows(cfg, profile, kernel, kv_tiling, backward, max_configs)
     if fmt == OutputFormat.json:
@@ -372,3 +386,17 @@ def tiles(
     from gnasim.render import render_configs
 
     render_configs(profile, cfg, rows, notes)
+
+
+@guarded
+def presets(fmt: OutputFormat = Format) -> None:
+    """List the presets (--preset NAME): published models' layouts, windows, heads and sources."""
+    from gnasim.presets import load_presets
+
+    found = load_presets()
+    if fmt == OutputFormat.json:
+        print_json([p.to_dict() for p in found])
+        return
+    from gnasim.render import render_presets
+
+    render_presets(found)

@@ -19,6 +19,7 @@ import numpy as np
 
 from gnasim.bounds import flops_per_pair
 from gnasim.config import GNAConfig, format_tile
+from gnasim.advice import block_notes
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import load_profile
 from gnasim.hardware.tiles import resolve_tiles
@@ -212,6 +213,7 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
 def _finish_block(spec: SweepSpec, blk: Block, profile: Any, kern: Any) -> None:
     """Row 0's config, the block's notes, its runtime model and its record parts."""
     blk.config, notes = resolve_tiles(_row_config(spec, blk, 0), kern)
+    notes += block_notes(blk.config, kern, blk.mode)     # the rows' own: ChunkRow.notes
     parts = {"plan", "notes"} | ({"fraction"} if spec.attention_fraction else set())
     if profile is not None and not spec.bounds_only:
         try:

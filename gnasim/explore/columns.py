@@ -19,12 +19,14 @@ import numpy as np
 
 from gnasim import record
 from gnasim.bounds import effective_fraction, flops_per_pair
+from gnasim.advice import fmha_rows, row_notes
 from gnasim.errors import GnasimError, require_extra
 from gnasim.explore.blocks import Block, SweepPlan, causal_codes
 from gnasim.explore.keys import INT64_MAX
 from gnasim.config import format_tile
 from gnasim.model.launch import AxisFacts, build_launch
 from gnasim.model.solve import DenseSide, RuntimePrediction, predict_launch
+from gnasim.prediction import natten_dense_fallback
 from gnasim.plan.stats import STAT_INDEX
 
 
@@ -250,19 +252,32 @@ class ChunkRow:
         rk = prep.kernel
         shape = build_launch(axes, blk.config, rk.masking, rk.token_permute, self.fast)
         tile_bound = np.asarray(self.dvmax / self.vmax, dtype=np.float64)
-        return predict_launch(rk.name, shape, self.side, prep.params, prep.rates, tile_bound,
-                              prep.certainty)
+        return natten_dense_fallback(
+            predict_launch(rk.name, shape, self.side, prep.params, prep.rates, tile_bound,
+                           prep.certainty),
+            fmha_rows(blk.layout, self._opt(0), self._opt(3)))
+
+    def _opt(self, j: int) -> list[np.ndarray]:
+        """Per axis, option field ``j`` (window, stride, dilation, causal) of every row."""
+        return [np.asarray(self.blk.opts[d][self.idx[d], j]) for d in range(len(self.idx))]
 
     @cached_property
     def notes(self) -> Any:
-        if self.blk.runtime is None:
-            return self.blk.notes
-        sides = self.blk.runtime.sides
-        if len(sides) == 1:
-            return self.blk.notes + next(iter(sides.values())).notes
-        per = {c: self.blk.notes + s.notes for c, s in sides.items()}
+        """The block's notes, the row's own warnings (gnasim.advice), its dense side's notes."""
+        side: dict[int, tuple[str, ...]] = {}
+        if self.blk.runtime is not None:
+            side = {c: s.notes for c, s in self.blk.runtime.sides.items()}
+        own = row_notes(self.blk.layout, self._opt(0), self._opt(3),
+                        np.asarray(self.dvmax / self.vmax, dtype=np.float64),
+                        np.asarray(self.datt / self.att, dtype=np.float64),
+                        np.asarray(self.dvsum / self.vsum, dtype=np.float64))
+        if len(side) <= 1 and not own:
+            return self.blk.notes + next(iter(side.values()), ())
+        codes = self.codes.tolist() if len(side) > 1 else [None] * len(self.r)
+        one = next(iter(side.values()), ())
         out = np.empty(len(self.r), dtype=object)
-        out[:] = [per[c] for c in self.codes.tolist()]
+        out[:] = [self.blk.notes + own.get(i, ()) + (side[c] if c is not None else one)
+                  for i, c in enumerate(codes)]
         return out
 
 

@@ -206,7 +206,7 @@ class SweepSpec:
     hardware: tuple[str | None, ...] = ("h100",)
     kernel: Any = (None,)                      # (None,) = each profile's default, or "all"
     kv_tiling: str | None = None
-    head_dim: tuple[int, ...] = (128,)
+    head_dim: tuple[int, ...] = (64,)               # NATTEN profiler's default
     head_dim_v: int | None = None
     batch: int = 1
     heads: int = 1

@@ -26,7 +26,7 @@ import numpy as np
 from gnasim import record
 from gnasim.bounds import amdahl, effective_fraction
 from gnasim.config import GNAConfig, format_tile
-from gnasim.errors import ConfigError
+from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import HardwareProfile
 from gnasim.plan.stats import STAT_INDEX, axis_stats_many
 
@@ -147,7 +147,8 @@ def _too_big(vectors: list[np.ndarray]) -> bool:
 
 
 def pareto_mask(vmax: np.ndarray) -> np.ndarray:
-    """Strides for which no element-wise smaller-or-equal other stride has ``vmax`` <= theirs.
+    """Strides for which no element-wise smaller-or-equal other stride has ``vmax`` <= theirs
+    (``vmax``: KV tile counts, or predicted times for the time objectives).
 
     ``C`` = cumulative minimum along every axis (the best bound of the lower set, the stride
     included); a stride's strictly-lower set is the union of the lower sets of its predecessors
@@ -156,8 +157,8 @@ def pareto_mask(vmax: np.ndarray) -> np.ndarray:
     c = vmax.copy()
     for d in range(vmax.ndim):
         c = np.minimum.accumulate(c, axis=d)
-    below = np.full(vmax.shape, np.iinfo(np.int64).max if vmax.dtype != object else math.inf,
-                    dtype=vmax.dtype)
+    top = np.iinfo(np.int64).max if vmax.dtype.kind in "iu" else math.inf   # floats: times
+    below = np.full(vmax.shape, top, dtype=vmax.dtype)
     for d in range(vmax.ndim):
         shifted = np.full(vmax.shape, below.flat[0], dtype=vmax.dtype)
         src = [slice(None)] * vmax.ndim
@@ -232,6 +233,128 @@ def recommend(config: GNAConfig, profile: HardwareProfile | None = None,
                                   kern.name if kern else None, attention_fraction,
                                   full_attention_steps, total_steps, tuple(notes)))
     return out
+
+
+# -- ranking by predicted time ----------------------------------------------------------------
+OBJECTIVES = ("bound", "time", "time-with-permute")
+# the record column each time objective minimises
+OBJECTIVE_COLUMN = {"time": "predicted_time_ms", "time-with-permute": "predicted_total_ms"}
+
+
+def default_objective(profile: HardwareProfile | str | None) -> str:
+    """``time-with-permute`` (what a user pays) when there is a hardware profile, else ``bound``."""
+    return "bound" if profile is None else "time-with-permute"
+
+
+def check_objective(objective: str, profile: HardwareProfile | str | None) -> str:
+    """The objective, validated: the time objectives need a hardware profile."""
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective: '{objective}' is not one of {list(OBJECTIVES)}")
+    if objective != "bound" and profile is None:
+        raise ConfigError(f"objective: '{objective}' ranks by predicted time and needs a hardware "
+                          "profile (--hardware GPU), or use --objective bound")
+    return objective
+
+
+def is_time_column(name: str) -> bool:
+    """Runtime columns a ranked row carries: every ``predicted_*`` key of the record (intervals
+    included, whatever the runtime model provides) and the end-to-end prediction."""
+    return name.startswith("predicted_") or name == "e2e_predicted_speedup"
+
+
+@dataclass
+class TimeSearch:
+    """Predicted times of every stride of one (layout, window, tile shape), next to its
+    :class:`StrideSearch`; ``pareto`` keeps a stride when no element-wise smaller-or-equal
+    other stride is predicted as fast or faster."""
+
+    search: StrideSearch
+    objective: str
+    times: np.ndarray                        # the objective's column, shape K_0 x K_1 ...
+    columns: dict[tuple[int, ...], dict[str, Any]]   # stride -> the runtime columns
+    pareto: np.ndarray
+
+    def record(self, stride: tuple[int, ...]) -> dict[str, Any]:
+        rec = self.search.record(stride)
+        rec["pareto"] = bool(self.pareto[_at(stride)])
+        rec["objective"] = self.objective
+        rec.update(self.columns[stride])
+        return rec
+
+    def records(self) -> list[dict[str, Any]]:
+        """The strides on the time Pareto set (fastest first), plus the smallest block-sparse
+        stride if it is not on it."""
+        strides = sorted((tuple(int(v) + 1 for v in ix) for ix in np.argwhere(self.pareto)),
+                         key=lambda s: (float(self.times[_at(s)]), math.prod(s), s))
+        sbs = self.search.smallest_block_sparse
+        if sbs is not None and sbs not in strides:
+            strides.append(sbs)
+        return [self.record(s) for s in strides]
+
+
+def _profile_ref(profile: HardwareProfile | str) -> str:
+    """A name or path the sweep engine loads the same profile from."""
+    if isinstance(profile, str):
+        return profile
+    from gnasim.hardware.profile import load_profile
+
+    try:
+        same = load_profile(profile.name) == profile
+    except GnasimError:
+        same = False
+    if not same:
+        raise ConfigError(f"hardware: ranking by predicted time loads profiles by name or path; "
+                          f"pass '{profile.name}' as a name, or its .toml path")
+    return profile.name
+
+
+def time_searches(searches: list[StrideSearch], profile: HardwareProfile | str,
+                  objective: str = "time-with-permute") -> list[TimeSearch]:
+    """Predicted time of every stride of each search (the sweep engine's batched runtime model,
+    the numbers ``gnasim predict`` gives), and the time Pareto set of each."""
+    from gnasim.explore.grid import spec_from_mapping
+    from gnasim.explore.sweep import sweep_table
+
+    key = OBJECTIVE_COLUMN[check_objective(objective, profile)]
+    ref = _profile_ref(profile)
+    out = []
+    for s in searches:
+        c = s.config
+        spec = spec_from_mapping({k: v for k, v in {
+            "input_size": format_tile(c.input_size), "window_size": format_tile(c.window_size),
+            "stride": "all", "dilation": format_tile(c.dilation),
+            "causal": format_tile(tuple(int(v) for v in c.causal)),
+            "tiles": f"{format_tile(c.q_tile)}/{format_tile(c.kv_tile)}", "hardware": ref,
+            "kernel": s.kernel, "kv_tiling": s.mode, "head_dim": c.head_dim,
+            "head_dim_v": c.dim_v, "batch": c.batch, "heads": c.heads, "heads_kv": c.kv_heads,
+            "dtype": c.dtype,
+            "attention_fraction": s.attention_fraction,
+            "full_attention_steps": s.full_attention_steps, "total_steps": s.total_steps,
+        }.items() if v is not None})
+        table = sweep_table(spec)
+        if key not in table.column_names:
+            raise ConfigError(f"objective: no runtime prediction for Q {format_tile(c.q_tile)} / "
+                              f"KV {format_tile(c.kv_tile)} on {ref}; use --objective bound")
+        names = [n for n in table.column_names if is_time_column(n)]
+        data = table.select(["stride", *names]).to_pydict()
+        times = np.full(s.shape, np.inf)
+        columns: dict[tuple[int, ...], dict[str, Any]] = {}
+        for i, text in enumerate(data["stride"]):
+            stride = tuple(int(v) for v in text.split("x"))
+            columns[stride] = {n: data[n][i] for n in names}
+            times[_at(stride)] = columns[stride][key]
+        out.append(TimeSearch(s, objective, times, columns, pareto_mask(times)))
+    return out
+
+
+def ranked_records(ranked: list[TimeSearch]) -> list[dict[str, Any]]:
+    """Every search's records, fastest first (by the objective), with their ``rank``."""
+    key = OBJECTIVE_COLUMN[ranked[0].objective] if ranked else ""
+    rows = [r for t in ranked for r in t.records()]
+    rows.sort(key=lambda r: (r[key], r["stride_size"]))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+    return rows
 
 
 @dataclass(frozen=True)
