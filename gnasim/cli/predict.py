@@ -329,9 +329,12 @@ def _with_choice(result: Any, profile: Any, choice: natten.Choice) -> Any:
     if choice.baseline is None or result.runtime is None:
         return result
     from gnasim.model.solve import predict_runtime
+    from gnasim.plan.flat import FlatPlan
+    from gnasim.prediction import flat_runtime
 
-    runtime = predict_runtime(result.config, result.plan, result.dense_plan, profile,
-                              result.kernel, baseline=choice.baseline)
+    predict = flat_runtime if isinstance(result.plan, FlatPlan) else predict_runtime
+    runtime = predict(result.config, result.plan, result.dense_plan, profile, result.kernel,
+                      baseline=choice.baseline)
     if choice.fmha_kernel is not None:
         runtime = replace(runtime, notes=tuple(natten.fmha_note(
             choice.fmha or "", choice.fmha_kernel, list(runtime.notes))))
