@@ -234,7 +234,7 @@ def predict(
             raise ConfigError("tiling: --dry-run and --optimize rank the kernels' box tiles; "
                               "drop --tiling flat")
         if q_tile is not None and kv_tile is not None:
-            flat_tiles = (_flat_tokens(q_tile, "q_tile"), _flat_tokens(kv_tile, "kv_tile"))
+            flat_tiles = (flat_tokens(q_tile, "q_tile"), flat_tokens(kv_tile, "kv_tile"))
             q_tile = kv_tile = None
 
     if dry_run and optimize_:
@@ -314,7 +314,7 @@ def predict(
         render_optimize(extra["optimize"], extra.get("optimize_backward"))
 
 
-def _flat_tokens(text: str, name: str) -> int:
+def flat_tokens(text: str, name: str) -> int:
     """One token count for a flat tile (``--q-tile 128``)."""
     from gnasim.config import parse_ints
 
