@@ -410,6 +410,13 @@ def _curse_windows(text: Optional[str], input_size: tuple[int, ...],
     out = []
     for token in text.split():
         values = parse_ints(token, "curse_windows")
+        if len(values) not in (1, len(input_size)):
+            raise ConfigError(f"curse_windows: window '{token}' has {len(values)} axes, "
+                              f"input_size has {len(input_size)}")
+        if len(values) > 1 and not all(2 <= k <= L for k, L in zip(values, input_size)):
+            raise ConfigError(f"curse_windows: window '{token}' must be 2..input_size per axis")
+        if len(values) == 1 and values[0] < 2:
+            raise ConfigError(f"curse_windows: cube size {values[0]} must be >= 2")
         out += cube_windows(input_size, values) if len(values) == 1 else [values]
     return list(dict.fromkeys(out))
 
