@@ -166,3 +166,30 @@ def test_plot_curse_and_flat_pareto(tmp_path):
                        (["curse", "--kernel", "flex-flat"], "box kernel")):
         res = run("plot", args[0], "-i", "12", "16", *args[1:], "-o", str(tmp_path / "x.html"))
         assert res.exit_code == 2 and word in res.stderr, (args, res.stderr)
+
+
+def test_flat_sweep_resumes_and_its_identity_columns_equal_simulate(tmp_path):
+    from gnasim.explore.columns import compute_chunk
+    from gnasim.explore.blocks import plan_sweep
+    from gnasim.explore.grid import spec_from_mapping
+    from gnasim.explore.sweep import run_sweep
+    from gnasim.record import IDENTITY_KEYS
+
+    spec = spec_from_mapping({"input_size": "12 20", "window_size": "3:5 6", "stride": "1,2 1",
+                              "tiling": "flat", "q_tile": 16, "kv_tile": "8,16",
+                              "hardware": "h100", "attention_fraction": "0.4 0.6"})
+    plan = plan_sweep(spec)
+    keys = [k for k in IDENTITY_KEYS if k in plan.columns]
+    full = compute_chunk(plan, 0, 0, plan.blocks[0].rows)
+    assert compute_chunk(plan, 0, 0, plan.blocks[0].rows, keys=keys).equals(full.select(keys))
+
+    def stop_after_first(done, total):
+        if done < total:
+            raise KeyboardInterrupt
+    out = tmp_path / "s.csv"
+    first = run_sweep(spec, out, chunk_rows=5, progress=stop_after_first)
+    assert first.interrupted and first.written == 5 and not out.exists()
+    rest = run_sweep(spec, out, resume=True, chunk_rows=5)
+    assert rest.resumed_rows == 5 and rest.written == plan.rows - 5
+    whole = run_sweep(spec, tmp_path / "w.csv", chunk_rows=5)
+    assert out.read_bytes() == (tmp_path / "w.csv").read_bytes() and whole.rows == 24

@@ -24,7 +24,7 @@ from gnasim.hardware.profile import load_profile
 from gnasim.hardware.tiles import resolve_tiles
 from gnasim.explore.grid import AxisGrid, SweepSpec, axis_values, broadcast_grid, axis_rule
 from gnasim.explore.flat_rows import flat_kernels, flat_tile_candidates
-from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, EXACT_FLOAT, INT64_MAX
+from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, EXACT_FLOAT, FLAT_CHUNK_ROWS, INT64_MAX
 from gnasim.model.solve import DenseSide, Prepared, prepare
 from gnasim.prediction import flat_tile_sizes
 from gnasim.plan.stats import STATS, STAT_INDEX, axis_stats_many
@@ -358,14 +358,16 @@ def row_config(spec: SweepSpec, blk: Block, row: int) -> GNAConfig:
 
 def iter_chunks(plan: SweepPlan, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                 start: int = 0) -> Iterator[tuple[int, int, int]]:
-    """(block, lo, hi) pieces covering global rows ``start..`` in order, each <= chunk_rows."""
+    """(block, lo, hi) pieces covering global rows ``start..`` in order, each <= chunk_rows
+    (<= FLAT_CHUNK_ROWS in flat blocks, whose rows cost a plan each)."""
     base = 0
     for bi, blk in enumerate(plan.blocks):
         end = base + blk.rows
+        step = min(chunk_rows, FLAT_CHUNK_ROWS) if blk.flat else chunk_rows
         if end > start:
             lo = max(start - base, 0)
             while lo < blk.rows:
-                hi = min(lo + chunk_rows, blk.rows)
+                hi = min(lo + step, blk.rows)
                 yield bi, lo, hi
                 lo = hi
         base = end

@@ -302,9 +302,15 @@ def compute_flat_chunk(blk: Any, rows: Sequence[int], row_config: Callable[[int]
     pa, _ = arrow_modules()
     values: dict[str, list[Any]] = {k: [] for k in keys}
     fractions = blk.fractions
+    identity = _flat_identity(blk)
+    identity_only = set(keys) <= set(identity)     # resume checks: no plan needed
     for r in rows:
         cfg = row_config(r)
         fraction = fractions[r % blk.n_fracs] if fractions else None
+        if identity_only:
+            for k in keys:
+                values[k].append(identity[k](cfg, fraction))
+            continue
         profiled = blk.hardware is not None and not spec.bounds_only
         res = simulate(cfg, blk.hardware if profiled else None,
                        kernel=blk.kernel if profiled else None, tiling="flat",
@@ -327,3 +333,21 @@ def compute_flat_chunk(blk: Any, rows: Sequence[int], row_config: Callable[[int]
         else:
             arrays.append(pa.array(vals, column_type(k, fmt)))
     return pa.Table.from_arrays(arrays, names=list(keys))
+
+
+def _flat_identity(blk: Block) -> dict[str, Callable[[Any, Any], Any]]:
+    """The identity columns of a flat block's row, from its config and attention share (as
+    ``simulate().to_dict()`` writes them)."""
+    axes = lambda name: (lambda c, f: format_tile(getattr(c, name)))
+    return {
+        "hardware": lambda c, f: blk.hardware, "kernel": lambda c, f: blk.kernel,
+        "input_size": axes("input_size"), "window_size": axes("window_size"),
+        "stride": axes("stride"), "dilation": axes("dilation"),
+        "causal": lambda c, f: "x".join(str(int(v)) for v in c.causal),
+        "q_tile": lambda c, f: format_tile(blk.q_tile),
+        "kv_tile": lambda c, f: format_tile(blk.kv_tile), "kv_tiling": lambda c, f: blk.mode,
+        "batch": lambda c, f: c.batch, "heads": lambda c, f: c.heads,
+        "heads_kv": lambda c, f: c.kv_heads, "head_dim": lambda c, f: c.head_dim,
+        "head_dim_v": lambda c, f: c.dim_v, "dtype": lambda c, f: c.dtype,
+        "attention_fraction": lambda c, f: f,
+    }
