@@ -12,7 +12,8 @@ from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.model.flat_launch import flat_launch_shape
 from gnasim.model.launch import fast_path, flat_config
-from gnasim.model.solve import RuntimePrediction, predict_launch, predict_runtime, prepare
+from gnasim.model.solve import (BackwardPrediction, RuntimePrediction, predict_backward,
+                               predict_launch, predict_runtime, prepare)
 from gnasim.hardware.profile import HardwareProfile, Kernel, load_profile
 from gnasim.hardware.tiles import backward_tiles, resolve_tiles
 from gnasim.plan.flat import FlatPlan, flat_plan
@@ -35,6 +36,7 @@ class SimulationResult:
     notes: tuple[str, ...] = field(default=())
     runtime: RuntimePrediction | None = None   # when a hardware profile was given
     backward: BackwardResult | None = None     # when simulate(..., backward=True)
+    backward_runtime: BackwardPrediction | None = None   # both
 
     # -- FLOPs --------------------------------------------------------------------------------
     def _flops(self, pairs: int) -> int:
@@ -104,7 +106,7 @@ class SimulationResult:
             fast=False if isinstance(p, FlatPlan) else fast_path(c),
             per_pair=flops_per_pair(c.batch, c.heads, c.head_dim, c.dim_v),
             tile_elems=p.q_tile_size * p.kv_tile_size, attention_fraction=self.attention_fraction,
-            fraction=fraction, rt=self.runtime, bwd=self.backward,
+            fraction=fraction, rt=self.runtime, bwd=self.backward, bwd_rt=self.backward_runtime,
             notes=list(self.notes) + (list(self.runtime.notes) if self.runtime else [])))
 
 
@@ -195,17 +197,25 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
         bwd = BackwardResult(config, backward_plan(config, bq, bkv),
                              backward_plan(config.dense(), bq, bkv), plan.attended_pairs,
                              dense_plan.attended_pairs)
-    runtime = None
+    runtime = bwd_rt = None
     if profile is not None:
         try:
             runtime = predict_runtime(config, plan, dense_plan, profile, kern.name)
+            warning = runtime.certainty.warning(kern.name, profile.name) if runtime.certainty else None
+            if warning:
+                notes.append(warning)
         except GnasimError as err:
             notes.append(f"no runtime prediction: {err}")
+        if bwd is not None:
+            try:
+                bwd_rt = predict_backward(config, bwd.plan, profile, kern.name)
+            except GnasimError as err:
+                notes.append(f"no backward runtime prediction: {err}")
     return SimulationResult(config, plan, dense_plan,
                             profile.name if profile is not None else None,
                             kern.name if kern is not None else None,
                             attention_fraction, full_attention_steps, total_steps, tuple(notes),
-                            runtime, bwd)
+                            runtime, bwd, bwd_rt)
 
 
 TILINGS = ("multi-dim", "flat")
@@ -256,14 +266,14 @@ def flat_runtime(config: GNAConfig, plan: FlatPlan, dense_plan: FlatPlan,
         raise ConfigError("causal: a causal axis of a multi-dimensional layout is not a causal "
                           "mask of the flattened sequence; the flat runtime model does not "
                           "cover it yet")
-    rk, params, rates, side = prepare(seq, tile_plan(seq.dense(), "static"), profile, kernel,
-                                      baseline)
+    prep = prepare(seq, tile_plan(seq.dense(), "static"), profile, kernel, baseline)
+    rk = prep.kernel
     if rk.kernel is not None and rk.kernel.tiling != "flat":
         raise ConfigError(f"kernel: '{rk.name}' tiles boxes; a flat runtime prediction needs a "
                           "flat-tiling kernel (flex-flat)")
     tile_bound = dense_plan.kv_tiles_visited_max / plan.kv_tiles_visited_max
-    return predict_launch(rk.name, flat_launch_shape(config, plan, rk), side, params, rates,
-                          tile_bound)
+    return predict_launch(rk.name, flat_launch_shape(config, plan, rk), prep.side, prep.params,
+                          prep.rates, tile_bound, prep.certainty)
 
 
 def _simulate_flat(config: GNAConfig, profile: HardwareProfile | None, kernel: str | None,

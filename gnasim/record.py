@@ -17,7 +17,8 @@ from typing import Any, Callable
 from gnasim.bounds import e2e_speedup
 from gnasim.config import format_tile
 
-PARTS = ("plan", "fraction", "runtime", "runtime_fraction", "backward", "notes")
+PARTS = ("plan", "fraction", "runtime", "runtime_fraction", "backward", "backward_runtime",
+         "notes")
 DTYPES = ("str", "int", "float", "bool", "notes")
 
 
@@ -74,6 +75,7 @@ class Row:
     fraction: Any = None
     rt: Any = None
     bwd: Any = None
+    bwd_rt: Any = None
     notes: Any = ()
 
 
@@ -89,8 +91,34 @@ def _bwd(name: str, dtype: str, compute: Callable[[Any], Any]) -> Column:
     return Column("bwd_" + name, dtype, lambda r: compute(r.bwd), "backward")
 
 
+def _certain(rt: Any, get: Callable[[Any], Any]) -> Any:
+    return None if rt.certainty is None else get(rt.certainty)
+
+
+def _bounds(name: str, interval: str, value: Callable[[Any], Any]) -> tuple[Column, Column]:
+    """``NAME_low`` and ``NAME_high``: the 90% interval of a predicted value (None: no
+    out-of-sample evidence; see :mod:`gnasim.model.uncertainty`)."""
+    def end(rt: Any, k: int) -> Any:
+        iv = None if rt.certainty is None else getattr(rt.certainty, interval)
+        return None if iv is None else iv.around(value(rt))[k]
+    return (_runtime(f"{name}_low", "float", lambda rt: end(rt, 0)),
+            _runtime(f"{name}_high", "float", lambda rt: end(rt, 1)))
+
+
+def _bwd_runtime(name: str, interval: str, value: Callable[[Any], Any]) -> list[Column]:
+    """A backward-pass prediction and its 90% interval (``NAME``, ``NAME_low``, ``NAME_high``)."""
+    def end(b: Any, k: int) -> Any:
+        iv = None if b.certainty is None else getattr(b.certainty, interval)
+        return None if iv is None else iv.around(value(b))[k]
+    return [Column(name, "float", lambda r: value(r.bwd_rt), "backward_runtime"),
+            Column(f"{name}_low", "float", lambda r: end(r.bwd_rt, 0), "backward_runtime"),
+            Column(f"{name}_high", "float", lambda r: end(r.bwd_rt, 1), "backward_runtime")]
+
+
 COMPONENTS = ("tensor", "exp", "memory", "latency")
-FACTORS = ("waves", "masking", "overheads", "clock", "baseline", "permute")
+# the explanation steps (gnasim.model.solve.speedup_steps), in order
+FACTORS = ("waves", "masking", "mma_shape", "iteration", "overheads", "clock", "baseline",
+           "permute")
 
 COLUMNS: tuple[Column, ...] = (
     *(_ident(n) for n in ("hardware", "kernel", "input_size", "window_size", "stride",
@@ -128,6 +156,24 @@ COLUMNS: tuple[Column, ...] = (
     _runtime("predicted_total_ms", "float", lambda rt: rt.total_ms),
     _runtime("predicted_speedup", "float", lambda rt: rt.speedup),
     _runtime("predicted_speedup_with_permute", "float", lambda rt: rt.speedup_with_permute),
+    *_bounds("predicted_time_ms", "time", lambda rt: rt.gna.time_ms),
+    *_bounds("predicted_dense_time_ms", "dense_time", lambda rt: rt.dense.time_ms),
+    *_bounds("predicted_speedup", "speedup", lambda rt: rt.speedup),
+    *_bounds("predicted_speedup_with_permute", "speedup", lambda rt: rt.speedup_with_permute),
+    _runtime("calibration_status", "str", lambda rt: _certain(rt, lambda c: c.status)),
+    _runtime("calibration.family", "str", lambda rt: _certain(rt, lambda c: c.kernel.family)),
+    _runtime("calibration.rows", "int",
+             lambda rt: _certain(rt, lambda c: c.kernel.to_dict()["rows"])),
+    _runtime("calibration.gpus", "str",
+             lambda rt: _certain(rt, lambda c: ",".join(c.kernel.to_dict()["gpus"]))),
+    _runtime("calibration.sources", "str",
+             lambda rt: _certain(rt, lambda c: ";".join(c.kernel.to_dict()["sources"]))),
+    _runtime("calibration.oos_mape_time_pct", "float",
+             lambda rt: _certain(rt, lambda c: c.kernel.to_dict()["oos_mape_time_pct"])),
+    _runtime("calibration.baseline_status", "str",
+             lambda rt: _certain(rt, lambda c: c.baseline.status)),
+    _runtime("calibration.interval_basis", "str",
+             lambda rt: _certain(rt, lambda c: c.time.basis if c.time else None)),
     _runtime("bound", "str", lambda rt: rt.gna.bound),
     _runtime("dense_bound", "str", lambda rt: rt.dense.bound),
     _runtime("baseline", "str", lambda rt: rt.baseline),
@@ -158,6 +204,11 @@ COLUMNS: tuple[Column, ...] = (
     _bwd("flops_dense", "int", lambda b: b.flops_dense),
     _bwd("flops_useful", "int", lambda b: b.flops_useful),
     _bwd("flops_computed", "int", lambda b: b.flops_computed),
+    *_bwd_runtime("predicted_bwd_time_ms", "time", lambda b: b.time_ms),
+    *_bwd_runtime("predicted_dense_bwd_time_ms", "dense_time", lambda b: b.dense_time_ms),
+    *_bwd_runtime("predicted_bwd_speedup", "speedup", lambda b: b.speedup),
+    Column("bwd_calibration_status", "str",
+           lambda r: _certain(r.bwd_rt, lambda c: c.status), "backward_runtime"),
     Column("notes", "notes", lambda r: r.notes, "notes"),
 )
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
@@ -180,6 +231,8 @@ def parts_of(row: Any) -> set[str]:
             out.add("runtime_fraction")
     if row.bwd is not None:
         out.add("backward")
+    if row.bwd_rt is not None:
+        out.add("backward_runtime")
     return out
 
 

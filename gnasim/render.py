@@ -89,18 +89,33 @@ def render_prediction(result: Any, histogram: bool = False,
         con.print(f"[yellow]note:[/] {note}")
 
 
+def _band(d: dict[str, Any], key: str, unit: str) -> str:
+    """"90%: low-high" of a predicted value (empty without evidence)."""
+    lo, hi = d.get(f"{key}_low"), d.get(f"{key}_high")
+    fmt = ".3g" if unit == "x" else ".4g"
+    return "" if lo is None or hi is None else f"90%: {lo:{fmt}}-{hi:{fmt}}{unit}; "
+
+
 def _runtime_rows(t: Table, d: dict[str, Any]) -> None:
     t.add_section()
     f = d["speedup_factors"]
+    cal = d.get("calibration") or {}
+    t.add_row("calibration", d.get("calibration_status") or "-",
+              f"{cal.get('family')}: {cal.get('rows')} corpus rows"
+              + (f" on {cal['gpus']}" if cal.get("gpus") else "")
+              + (f", held-out time error {cal['oos_mape_time_pct']:.1f}%"
+                 if cal.get("oos_mape_time_pct") else ""))
     t.add_row("predicted kernel time", f"{d['predicted_time_ms']:.4g} ms",
-              f"bound: {d['bound']}; {d['predicted_ctas']:,} CTAs = "
-              f"{d['predicted_waves']:.2f} x SMs")
+              _band(d, "predicted_time_ms", " ms") + f"bound: {d['bound']}; "
+              f"{d['predicted_ctas']:,} CTAs = {d['predicted_waves']:.2f} x SMs")
     t.add_row("predicted permute time", f"{d['predicted_permute_ms']:.4g} ms",
               "token permutation / padding copies" if d["predicted_permute_ms"] else "none needed")
     t.add_row("predicted dense time", f"{d['predicted_dense_time_ms']:.4g} ms",
-              f"baseline {d['baseline']}, bound: {d['dense_bound']}")
+              _band(d, "predicted_dense_time_ms", " ms")
+              + f"baseline {d['baseline']}, bound: {d['dense_bound']}")
     t.add_row("predicted speedup", f"{d['predicted_speedup']:.3f}x",
-              f"{d['predicted_speedup_with_permute']:.3f}x with permutation")
+              _band(d, "predicted_speedup", "x")
+              + f"{d['predicted_speedup_with_permute']:.3f}x with permutation")
     t.add_row("masked tiles", f"{d['masked_tile_pairs']:,}",
               f"a masked tile costs {d['mask_cost_factor']:.2f}x an unmasked one "
               f"({d['masked_tile_time_us']:.3g} vs {d['tile_time_us']:.3g} us)")
@@ -143,6 +158,14 @@ def _backward_rows(t: Table, d: dict[str, Any]) -> None:
     waste = 1 - d["bwd_flops_useful"] / max(d["bwd_flops_computed"], 1)
     t.add_row("backward FLOPs computed", _fmt_int(d["bwd_flops_computed"]),
               f"{waste:.1%} wasted in partial tiles")
+    if "predicted_bwd_time_ms" in d:
+        t.add_row("predicted backward time", f"{d['predicted_bwd_time_ms']:.4g} ms",
+                  _band(d, "predicted_bwd_time_ms", " ms")
+                  + f"{d.get('bwd_calibration_status') or '-'}")
+        t.add_row("predicted dense backward", f"{d['predicted_dense_bwd_time_ms']:.4g} ms",
+                  _band(d, "predicted_dense_bwd_time_ms", " ms").rstrip("; "))
+        t.add_row("predicted backward speedup", f"{d['predicted_bwd_speedup']:.3f}x",
+                  _band(d, "predicted_bwd_speedup", "x").rstrip("; "))
 
 
 def render_profiles(profiles: list[HardwareProfile]) -> None:
@@ -375,6 +398,15 @@ def render_compare(report, out: Optional[Path] = None, plot: Optional[Path] = No
                              ("mape_time", "mape_speedup", "mape_speedup_with_permute")),
                   "", "", "")
     con.print(s)
+    for by, groups in m.get("by", {}).items():
+        g = Table(title=f"Errors by {by}", title_justify="left")
+        for col in ("group", "rows", "in sample", "MAPE time", "speedups", "MAPE speedup"):
+            g.add_column(col, justify="left" if col == "group" else "right")
+        for name, gm in groups.items():
+            g.add_row(name, str(gm["n"]), str(gm["in_sample"]), _pct(gm["mape_time"]),
+                      str(gm["n_speedup"]), _pct(gm["mape_speedup"]))
+        con.print(g)
+    con.print(sample_statement(report))
     for w in report.warnings:
         con.print(f"[yellow]note:[/] {w}")
     if report.skipped:
@@ -382,6 +414,24 @@ def render_compare(report, out: Optional[Path] = None, plot: Optional[Path] = No
     for label, path in (("CSV", out), ("plot", plot)):
         if path is not None:
             con.print(f"{label} written to {path}")
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}%"
+
+
+def sample_statement(report) -> str:
+    """Whether a comparison's errors are in-sample, out-of-sample or both."""
+    if report.loo:
+        return "errors are out-of-sample: each row predicted by a per-GPU fit without it"
+    m = report.metrics
+    n_in, n_out = m.get("in_sample_rows", 0), m.get("out_of_sample_rows", 0)
+    if n_out == 0:
+        return (f"errors are in-sample: the shipped model was fitted on all {n_in} rows "
+                "(gnasim calibrate --corpus reports held-out errors)")
+    if n_in == 0:
+        return f"errors are out-of-sample: the shipped model was not fitted on any of these {n_out} rows"
+    return f"errors mix {n_in} in-sample rows (the shipped model was fitted on them) and {n_out} out-of-sample rows"
 
 
 def render_calibration(cals, written: list[str | None]) -> None:

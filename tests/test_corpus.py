@@ -15,6 +15,7 @@ from gnasim.calibration.corpus import (DATASETS, corpus, dataset_names, forward_
                                        select, unmatched_gpus)
 from gnasim.calibration.measurements import DATA_DIR, UNCERTAINTY_FLOOR, load_measurements
 from gnasim.errors import MeasurementError
+from gnasim.hardware.profile import load_profiles
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"natten_published": 14, "cudnn_frontend_sdpa": 406, "flash_attention_charts": 233,
@@ -116,20 +117,25 @@ def test_own_runs_are_copies_of_validate_data():
     assert {d.role for d in DATASETS if d.name != "gnasim_h100_holdout"} == {"fit"}
 
 
+def _without_gb200() -> list:
+    return [p for p in load_profiles() if p.name != "gb200"]
+
+
 def test_gpus_without_a_profile_are_reported_not_fatal():
     summaries = {s.dataset.name: s for s in corpus()}
-    assert summaries["cudnn_frontend_sdpa"].profiles == {"GB200": None, "H200": "h200"}
+    assert summaries["cudnn_frontend_sdpa"].profiles == {"GB200": "gb200", "H200": "h200"}
     assert summaries["flash_attention_charts"].profiles == {"H100-SXM": "h100",
                                                              "A100-SXM": "a100"}
     rows = load_corpus()
-    assert unmatched_gpus(rows) == {"GB200": 350}
-    assert gpu_profiles(["h100 sxm", "GB300", "RTX 4090"]) == {
-        "h100 sxm": "h100", "GB300": "b300", "RTX 4090": None}
+    assert unmatched_gpus(rows) == {}
+    assert unmatched_gpus(rows, _without_gb200()) == {"GB200": 350}
+    assert gpu_profiles(["h100 sxm", "GB300", "RTX 4090", "B300", "L40"]) == {
+        "h100 sxm": "h100", "GB300": "gb300", "RTX 4090": "rtx4090", "B300": "b300", "L40": None}
 
 
 def test_model_scope_leaves_out_what_the_model_cannot_predict_with_a_reason():
     rows = load_corpus()
-    scope = model_scope(rows)
+    scope = model_scope(rows, _without_gb200())
     assert len(scope.rows) + len(scope.left_out) == len(rows)
     assert all(m.pass_ == "fwd" and not m.block_scaled and m.gpu != "GB200" for m in scope.rows)
     reasons = scope.reasons()

@@ -106,6 +106,8 @@ def test_dense_baseline_agrees_with_each_calibrated_dense_entry():
     for prof in load_profiles():
         base = prof.dense_baseline
         assert base.dense_only and len(base.dense_rows()) == 2
+        if prof.model is None:          # datasheet-only profile (gb200, l40s, ...): nothing to agree
+            continue
         calibrated = prof.model.kernels.get(prof.model.baseline)
         assert calibrated is not None
         assert (calibrated.dense_tile, calibrated.schedule) == (base.dense_tile, base.schedule), prof.name

@@ -26,8 +26,9 @@ from gnasim.model.solve import explain, kernel_time, permute_time_ms
 from gnasim.errors import MeasurementError
 from gnasim.hardware.profile import HardwareProfile
 from gnasim.calibration.measurements import MeasurementSet
+from gnasim.record import FACTORS
 
-FACTOR_STEPS = ("waves", "masking", "overheads", "clock", "baseline", "permute")
+FACTOR_STEPS = FACTORS
 
 
 @dataclass
@@ -69,7 +70,7 @@ def _params(r: BoundRow) -> ModelParams:
 
 def _predict_rows(rows: list[BoundRow]) -> list[RowResult]:
     """Predictions with each profile's current parameters (every row in one model call)."""
-    return row_results(rows, *predict_rows(rows, [_params(r) for r in rows]), range(len(rows)))
+    return row_results(rows, *predict_rows(rows), range(len(rows)))
 
 
 def _loo_rows(rows: list[BoundRow], prior_weight: float) -> list[RowResult]:
@@ -79,9 +80,8 @@ def _loo_rows(rows: list[BoundRow], prior_weight: float) -> list[RowResult]:
     out: dict[int, RowResult] = {}
     for idx in groups.values():
         remap = {old: new for new, old in enumerate(idx)}
-        sub = [BoundRow(rows[i].m, rows[i].profile, rows[i].launch, rows[i].rates,
-                        remap.get(rows[i].baseline) if rows[i].baseline is not None else None)
-               for i in idx]
+        sub = [rows[i].with_baseline(remap.get(rows[i].baseline)
+                                     if rows[i].baseline is not None else None) for i in idx]
         if len(sub) < 2:
             raise MeasurementError(f"loo: profile '{sub[0].profile.name}' has one row; "
                                    "leave-one-out needs at least two")
@@ -121,10 +121,48 @@ def _explanation(rows: list[BoundRow], i: int) -> dict[str, Any]:
     return out
 
 
+GROUPS = {"gpu": "profile", "source": "source", "implementation": "implementation"}
+
+
+def fit_keys() -> set[tuple]:
+    """Keys of the rows the shipped model was fitted on (the corpus's fit-role datasets)."""
+    from gnasim.calibration.corpus import load_corpus
+
+    return {row_key(m) for m in load_corpus(roles=("fit",))}
+
+
+def row_key(m: Any) -> tuple:
+    """What identifies a measured run across files: GPU, implementation, pass, problem, time."""
+    c = m.config
+    return (m.gpu.strip().lower(), m.implementation.lower(), m.pass_, c.input_size, c.window_size,
+            c.stride, c.dilation, c.causal, c.q_tile, c.kv_tile, c.batch, c.heads, c.head_dim,
+            c.dtype, round(m.attention_ms, 6))
+
+
+def grouped(records: list[dict[str, Any]], by: str) -> dict[str, Any]:
+    """Time and speedup errors per group (``by``: gpu, source or implementation)."""
+    key = GROUPS[by]
+    out: dict[str, Any] = {}
+    for g in sorted({str(r.get(key)) for r in records}):
+        mine = [r for r in records if str(r.get(key)) == g]
+        msp = [r for r in mine if "measured_speedup" in r]
+        out[g] = {"n": len(mine), "n_speedup": len(msp),
+                  "in_sample": sum(bool(r.get("in_sample")) for r in mine),
+                  "mape_time": error_stats([r["measured_ms"] for r in mine],
+                                           [r["predicted_ms"] for r in mine])["mape"],
+                  "mape_speedup": error_stats([r["measured_speedup"] for r in msp],
+                                              [r["predicted_speedup"] for r in msp])["mape"]}
+    return out
+
+
 def compare(mset: MeasurementSet, profiles: list[HardwareProfile] | None = None, *,
             loo: bool = False, skip_bad_rows: bool = False,
-            prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> CompareReport:
-    """Compare every row of ``mset`` with the model (``loo``: each row held out of a refit)."""
+            prior_weight: float = DEFAULT_PRIOR_WEIGHT, by: str | None = None) -> CompareReport:
+    """Compare every row of ``mset`` with the model (``loo``: each row held out of a refit;
+    ``by``: errors per gpu, source or implementation too). Each row says whether the shipped
+    model was fitted on it (``in_sample``)."""
+    if by is not None and by not in GROUPS:
+        raise MeasurementError(f"by: '{by}' is not one of {list(GROUPS)}")
     check_prior_weight(prior_weight)
     rows, bad = bind_rows(mset, profiles, skip_bad_rows=skip_bad_rows)
     skipped = list(mset.errors) + bad
@@ -133,12 +171,15 @@ def compare(mset: MeasurementSet, profiles: list[HardwareProfile] | None = None,
                                + (f" ({len(skipped)} skipped)" if skipped else ""))
     results = _loo_rows(rows, prior_weight) if loo else _predict_rows(rows)
     by_index = {res.index: res for res in results}
+    fitted = fit_keys()
     records: list[dict[str, Any]] = []
     for res in results:
         r = rows[res.index]
         m, c = r.m, r.m.config
         rec: dict[str, Any] = {
             "row": m.row, "gpu": m.gpu, "profile": r.profile.name,
+            "source": m.dataset or m.source or Path(mset.path).name, "pass": m.pass_,
+            "in_sample": not loo and row_key(m) in fitted,
             "implementation": m.implementation, "kernel": r.kernel, "problem": m.label,
             "batch": c.batch, "heads": c.heads, "head_dim": c.head_dim, "dtype": c.dtype,
             "q_tile": "x".join(map(str, r.launch.config.q_tile)) if r.launch.plan is not None
@@ -166,6 +207,10 @@ def compare(mset: MeasurementSet, profiles: list[HardwareProfile] | None = None,
         records.append(rec)
     records.sort(key=lambda d: d["row"])
     metrics = summary(records)
+    n_in = sum(r["in_sample"] for r in records)
+    metrics["in_sample_rows"], metrics["out_of_sample_rows"] = n_in, len(records) - n_in
+    if by is not None:
+        metrics["by"] = {by: grouped(records, by)}
     warnings = list(mset.warnings)
     name = Path(mset.path).name
     for r in rows:
@@ -211,7 +256,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 # -- outputs -----------------------------------------------------------------------------------
 CSV_COLUMNS = (
-    "row", "gpu", "profile", "implementation", "kernel", "problem", "batch", "heads", "head_dim",
+    "row", "gpu", "profile", "source", "pass", "in_sample", "implementation", "kernel", "problem", "batch", "heads", "head_dim",
     "dtype", "q_tile", "kv_tile", "measured_ms", "predicted_ms", "error_time_pct",
     "measured_permute_ms", "predicted_permute_ms", "baseline_row", "baseline",
     "measured_speedup", "predicted_speedup", "error_speedup_pct",

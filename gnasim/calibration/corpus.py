@@ -201,8 +201,6 @@ def scope_reason(m: Measurement, profile: HardwareProfile | None) -> str | None:
     """Why the current runtime model cannot predict a row, or None when it can."""
     if profile is None:
         return f"gpu {m.gpu}: no hardware profile"
-    if m.pass_ != "fwd":
-        return f"pass {m.pass_}: the runtime model predicts forward passes"
     if m.block_scaled:
         return f"dtype {m.dtype}: block-scaled fp8 is not modelled"
     if m.config.dtype not in profile.tensor_tflops:

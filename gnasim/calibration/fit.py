@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -58,10 +58,19 @@ class BoundRow:
     launch: Launch
     rates: Rates
     baseline: int | None = None   # index (in the bound list) of the dense row to compare with
+    backward: Launch | None = None   # the backward launch of a fwd+bwd row
 
     @property
     def kernel(self) -> str:
         return self.launch.kernel.name
+
+    @property
+    def launches(self) -> list[Launch]:
+        """The launches whose times add up to the row's measured time."""
+        return [self.launch] + ([self.backward] if self.backward is not None else [])
+
+    def with_baseline(self, baseline: int | None) -> "BoundRow":
+        return BoundRow(self.m, self.profile, self.launch, self.rates, baseline, self.backward)
 
     @property
     def has_permute(self) -> bool:
@@ -117,11 +126,14 @@ def bind_rows(mset: MeasurementSet, profiles: list[HardwareProfile] | None = Non
                 if tiles is not None:
                     config = config.with_tiles(*tiles)
             try:
-                launch = launch_for(config, prof, m.implementation, m.masking, m.kv_tiling)
+                launch = launch_for(config, prof, m.implementation, m.masking, m.kv_tiling,
+                                    backward=m.pass_ == "bwd")
+                back = (launch_for(config, prof, m.implementation, m.masking, m.kv_tiling,
+                                   backward=True) if m.pass_ == "fwd+bwd" else None)
                 rates = Rates.of(prof, m.config.dtype)
             except GnasimError as err:
                 raise MeasurementError(f"column {_column_of(str(err))}: {err}") from None
-            bound.append(BoundRow(m, prof, launch, rates))
+            bound.append(BoundRow(m, prof, launch, rates, None, back))
         except MeasurementError as err:
             msg = f"{where}, {err}"
             if not skip_bad_rows:
@@ -151,7 +163,7 @@ def _link_baselines(rows: list[BoundRow]) -> list[BoundRow]:
             same_source = [j for j in cands if rows[j].m.source == r.m.source]
             cands = same_source or cands
             link = cands[0] if cands else None
-        out.append(BoundRow(r.m, r.profile, r.launch, r.rates, link))
+        out.append(r.with_baseline(link))
     return out
 
 
@@ -193,22 +205,38 @@ class Problem:
     def times(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Kernel and permutation times (ms) of every row under parameters ``x``, in one call."""
         rm, kms = self.build(x)
-        return predict_rows(self.rows, [ModelParams.of(kms[r.kernel], rm) for r in self.rows])
+        return predict_rows(self.rows, lambda launch, _: ModelParams.of(kms[launch.kernel.name], rm))
 
 
-def predict_rows(rows: list[BoundRow], params: list[ModelParams]) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel and permutation times (ms) of bound rows, row ``i`` under ``params[i]``: one
-    evaluation of the runtime model over every row (the launches are stacked once)."""
+ParamsFor = Callable[[Launch, HardwareProfile], ModelParams]
+
+
+def current_params(launch: Launch, profile: HardwareProfile) -> ModelParams:
+    """A launch's parameters under the profile's current runtime model."""
+    return ModelParams.of(launch.kernel.model, runtime_model(profile))
+
+
+def predict_rows(rows: list[BoundRow], params_for: ParamsFor = current_params
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and permutation times (ms) of bound rows (the sum of a fwd+bwd row's two
+    launches), each launch under ``params_for(launch, profile)``: one evaluation of the runtime
+    model over every launch (the launches are stacked once)."""
     key = tuple(id(r) for r in rows)     # the entry holds the rows: their ids stay theirs
     hit = _STACKED.get(key)
     if hit is None:
-        hit = (tuple(rows), stack_launches([r.launch.shape for r in rows]),
-               Rates.stack([r.rates for r in rows]))
+        units = [(i, L) for i, r in enumerate(rows) for L in r.launches]
+        hit = (tuple(rows), units, stack_launches([L.shape for _, L in units]),
+               Rates.stack([rows[i].rates for i, _ in units]),
+               np.array([i for i, _ in units], dtype=np.int64))
         _STACKED.clear()
         _STACKED[key] = hit
-    _, shape, rates = hit
-    p = ModelParams.stack(params)
-    return time_ms(shape, p, rates), permute_time_ms(shape, p, rates)
+    _, units, shape, rates, owner = hit
+    p = ModelParams.stack([params_for(L, rows[i].profile) for i, L in units])
+    t = np.zeros(len(rows))
+    perm = np.zeros(len(rows))
+    np.add.at(t, owner, time_ms(shape, p, rates))
+    np.add.at(perm, owner, permute_time_ms(shape, p, rates))
+    return t, perm
 
 
 _STACKED: dict[tuple, tuple] = {}
@@ -459,6 +487,10 @@ def calibrate(mset: MeasurementSet, profiles: list[HardwareProfile] | None = Non
     groups: dict[str, list[int]] = {}
     order: dict[str, HardwareProfile] = {}
     for i, r in enumerate(rows):
+        if r.m.pass_ != "fwd":
+            errors.append(f"{Path(mset.path).name} {r.m.where()}: pass {r.m.pass_}: a per-GPU "
+                          "calibration fits forward rows (gnasim calibrate --corpus fits both)")
+            continue
         groups.setdefault(r.profile.name, []).append(i)
         order[r.profile.name] = r.profile
     if not groups:
@@ -466,9 +498,8 @@ def calibrate(mset: MeasurementSet, profiles: list[HardwareProfile] | None = Non
     out = []
     for name, idx in groups.items():
         remap = {old: new for new, old in enumerate(idx)}
-        sub = [BoundRow(rows[i].m, rows[i].profile, rows[i].launch, rows[i].rates,
-                        remap.get(rows[i].baseline) if rows[i].baseline is not None else None)
-               for i in idx]
+        sub = [rows[i].with_baseline(remap.get(rows[i].baseline)
+                                     if rows[i].baseline is not None else None) for i in idx]
         out.append(calibrate_profile(order[name], sub, prior_weight=prior_weight, loo=loo,
                                      source=Path(mset.path).name))
     return out, errors

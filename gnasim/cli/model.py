@@ -6,6 +6,7 @@ imported inside the commands, so ``gnasim predict`` does not pay for them.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,6 +23,12 @@ SkipOpt = typer.Option(False, "--skip-bad-rows", help="Leave bad rows out and re
 PriorOpt = typer.Option(0.1, "--prior-weight", min=0.0, metavar="W",
                         help="Weight of the pull towards the uncalibrated defaults.")
 FormatOpt = typer.Option(OutputFormat.table, "--format", help="table for people, json for scripts.")
+
+
+class GroupBy(str, Enum):
+    gpu = "gpu"
+    source = "source"
+    implementation = "implementation"
 
 
 def _profiles(names: Optional[list[str]]):
@@ -52,6 +59,7 @@ def compare(
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE", help="Write a plotly HTML scatter (y = x)."),
     skip_bad_rows: bool = SkipOpt,
     prior_weight: float = PriorOpt,
+    by: Optional[GroupBy] = typer.Option(None, "--by", help="Also report errors per gpu, source or implementation."),
     fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Predicted vs measured kernel times and speedups for every row of a measurement file."""
@@ -64,7 +72,7 @@ def compare(
 
     mset = _load(measurements, skip_bad_rows)
     report = run_compare(mset, _profiles(hardware), loo=loo, skip_bad_rows=skip_bad_rows,
-                         prior_weight=prior_weight)
+                         prior_weight=prior_weight, by=by.value if by is not None else None)
     if out is not None:
         atomic_write(out, to_csv(report))
     if plot is not None:
@@ -89,9 +97,20 @@ def calibrate(
     loo: bool = typer.Option(True, "--loo/--no-loo", help="Report leave-one-out errors."),
     skip_bad_rows: bool = SkipOpt,
     prior_weight: float = PriorOpt,
+    corpus: bool = typer.Option(False, "--corpus", help="Fit the shared family model to the built-in corpus (with the measurement file's rows added) and report held-out errors."),
+    holdout_gpu: Optional[str] = typer.Option(None, "--holdout-gpu", metavar="NAME", help="With --corpus: only predict this GPU from a fit without its rows."),
+    holdout_source: Optional[str] = typer.Option(None, "--holdout-source", metavar="NAME", help="With --corpus: only predict this source (dataset) from a fit without it."),
+    write: Optional[Path] = typer.Option(None, "--write", metavar="FILE", help="With --corpus: write the fitted values and evidence (a fitted.toml) to FILE."),
     fmt: OutputFormat = FormatOpt,
 ) -> None:
-    """Fit each profile's runtime-model efficiencies to measurements; write calibrated profiles."""
+    """Fit the runtime model to measurements: per GPU (writes NAME-calibrated.toml), or with
+    --corpus the shared family model on the built-in corpus, with held-out errors."""
+    if corpus or holdout_gpu or holdout_source or write:
+        from gnasim.cli.corpus_report import calibrate_corpus_command
+
+        calibrate_corpus_command(measurements, skip_bad_rows, prior_weight, holdout_gpu,
+                                 holdout_source, write, force, fmt)
+        return
     from gnasim.calibration.fit import calibrate as run_calibrate
     from gnasim.hardware.write import default_output, write_profile
 

@@ -248,10 +248,12 @@ class ChunkRow:
                           blk.stats[d][idx[d], STAT_INDEX["qt"]], blk.stats[d][idx[d], STAT_INDEX["kvt"]],
                           a.nz[idx[d]], a.front_full[idx[d]], a.front_vis[idx[d]])
                 for d, a in enumerate(rt.axes)]
-        rk, params, rates, _ = rt.prepared
+        prep = rt.prepared
+        rk = prep.kernel
         shape = build_launch(axes, blk.config, rk.masking, rk.token_permute, self.fast)
         tile_bound = np.asarray(self.dvmax / self.vmax, dtype=np.float64)
-        return predict_launch(rk.name, shape, self.side, params, rates, tile_bound)
+        return predict_launch(rk.name, shape, self.side, prep.params, prep.rates, tile_bound,
+                              prep.certainty)
 
     @cached_property
     def notes(self) -> Any:

@@ -63,6 +63,9 @@ Exp2Rate = real(1.0, 1024.0, "per clock per SM")
 Fp32TFlops = real(0.1, 10_000.0, "TFLOPS")
 # Dense tensor-core peak per dtype: 156 (A100 TF32) to 4,500 (B200 FP8) TFLOPS today.
 TensorTFlops = real(0.1, 100_000.0, "TFLOPS")
+# Board power limit (TDP / TGP): about 70 W (L4) to 1,400 W (GB300) today; one board cannot draw
+# more than a few kW through its power delivery and cooling, nor run a tensor core on under 10 W.
+PowerW = real(10.0, 5000.0, "W")
 
 # -- runtime-model parameters (the calibration fit stays inside these) ---------------------------
 Fraction = real(0.0, 1.0, open_low=True)          # a share of a peak: above 0, at most all of it
@@ -80,6 +83,15 @@ LaunchLatency = real(0.0, 1000.0, "us")
 SustainedFraction = real(0.3, 1.0)
 # how fast the clock settles: milliseconds to seconds.
 ClockTimeConstant = real(0.0, 100_000.0, "ms", open_low=True)
+# SM cycles per KV-tile iteration not hidden behind the MMAs (row max / sum reductions, rescaling
+# the O accumulator, the producer-consumer hand-off): tens to a few thousand cycles.
+IterationCycles = real(0.0, 20_000.0, "cycles")
+# integer operations per masked score element per axis beyond the first, to turn a flat index into
+# coordinates (division, modulo) in kernels that mask a layout they did not permute: a handful.
+CoordinateOps = real(0.0, 64.0, "operations per element per axis")
+MmaFamily = Literal["mma.sync", "wgmma", "tcgen05"]
+# Q rows per CTA a tensor-core instruction needs to keep its pipe busy: 16 to 256.
+MmaRows = real(1.0, 1024.0, "rows")
 
 
 class KernelModel(BaseModel):
@@ -96,6 +108,11 @@ class KernelModel(BaseModel):
     aliases: list[Name] = Field(default_factory=list)   # implementation names in measurement files
     description: Text = ""
     dense_tile: str | None = None       # "Q/KV" rows per CTA when it runs self attention (flat)
+    # per head dim ("64": head dims up to 64, ...): the dense tile when it depends on the head dim
+    dense_tiles: dict[str, str] = Field(default_factory=dict)
+    family: Name | None = None          # the runtime-model family it belongs to (model/families)
+    # the tensor-core instruction family its MMAs use (None: the architecture's native one)
+    mma: MmaFamily | None = None
     dense_only: bool = False            # runs self attention only (cuDNN, FlashAttention)
     schedule: Schedule | None = None    # None: from the tile set (non-persistent unless stated)
     masking: MaskingPolicy | None = None        # for kernels the profile does not list
@@ -115,6 +132,12 @@ class KernelModel(BaseModel):
     overlap_sharpness: Sharpness = 4.0
     # share of HBM bandwidth reached by this implementation's token permute / pad copies
     permute_bandwidth_share: Fraction = 0.35
+    # SM cycles per KV-tile iteration outside the MMAs (softmax bookkeeping, O rescale, hand-off)
+    iteration_cycles: IterationCycles = 300.0
+    # extra operations per masked element and axis beyond the first for fused (unpermuted) masking
+    coordinate_ops_per_axis: CoordinateOps = 4.0
+    # the backward pass of this implementation (dQ, dK, dV), None: not modelled
+    backward: "KernelModel | None" = None
 
     @model_validator(mode="after")
     def _check(self) -> "KernelModel":
@@ -122,14 +145,26 @@ class KernelModel(BaseModel):
             q, kv = check_tile_text(self.dense_tile)
             if len(q) != 1:
                 raise ValueError(f"dense_tile '{self.dense_tile}' must be one-dimensional (rows)")
-        if self.dense_only and self.dense_tile is None:
+        for key, tile in self.dense_tiles.items():
+            if not key.isdigit() or not 0 < int(key) <= 4096:
+                raise ValueError(f"dense_tiles: key '{key[:20]}' is not a head dim (1 to 4096)")
+            if len(check_tile_text(tile)[0]) != 1:
+                raise ValueError(f"dense_tiles.{key}: '{tile}' must be one-dimensional (rows)")
+        if self.dense_only and self.dense_tile is None and not self.dense_tiles:
             raise ValueError("a dense_only kernel needs dense_tile")
         return self
 
-    def dense_rows(self) -> tuple[int, int] | None:
-        if self.dense_tile is None:
+    def dense_rows(self, head_dim: int | None = None) -> tuple[int, int] | None:
+        """Q and KV rows per CTA of the dense kernel: the ``dense_tiles`` entry of the smallest
+        head-dim key at least ``head_dim``, else ``dense_tile`` (None: not a dense kernel)."""
+        text = self.dense_tile
+        if self.dense_tiles:
+            keys = sorted(int(k) for k in self.dense_tiles)
+            fit = [k for k in keys if head_dim is None or k >= head_dim]
+            text = self.dense_tiles[str(fit[0] if fit else keys[-1])]
+        if text is None:
             return None
-        q, kv = parse_tile_pair(self.dense_tile)        # checked at construction
+        q, kv = parse_tile_pair(text)        # checked at construction
         return q[0], kv[0]
 
 
@@ -145,6 +180,10 @@ class RuntimeModel(BaseModel):
     sustained_clock_fraction: SustainedFraction = 0.85
     # how fast the clock falls to the sustained clock as a kernel keeps running
     clock_time_constant_ms: ClockTimeConstant = 10.0
+    # Q rows per CTA the GPU's native MMA instruction needs (smaller Q tiles leave it part idle)
+    mma_rows: MmaRows = 64.0
+    # share of the tensor peak that mma.sync kernels reach on this GPU (1 where it is native)
+    legacy_mma_share: Fraction = 1.0
     kernels: dict[Name, KernelModel] = Field(default_factory=dict)
     calibration: dict[Name, _CALIBRATION_TEXT | int | float] = Field(default_factory=dict)
 
@@ -177,6 +216,7 @@ class HardwareProfile(BaseModel):
     exp2_per_clk_per_sm: Exp2Rate
     fp32_tflops: Fp32TFlops
     tensor_tflops: dict[str, TensorTFlops]
+    power_w: PowerW | None = None       # board power limit; the sustained clock is derived from it
     default_kernel: Name
     kernels: list[Kernel]
     sources: list[Text] = Field(default_factory=list)
@@ -281,14 +321,14 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _location(err: ValidationError) -> str:
+def validation_message(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(clip_text(str(p), 60) for p in first["loc"])
     msg = clip_text(first["msg"].removeprefix("Value error, "), 300)
     return f"{loc}: {msg}" if loc else msg
 
 
-def _read_toml(path: Path, what: str) -> dict[str, Any]:
+def read_toml(path: Path, what: str) -> dict[str, Any]:
     """A data file's TOML, or one line saying why it cannot be read."""
     head = f"hardware: {what} file {path}"
     try:
@@ -325,11 +365,11 @@ def _find(name: Any, sub: str, near: Path | None, key: str, head: str) -> Path:
 @lru_cache(maxsize=64)
 def read_kernel_table(path: Path) -> KernelTable:
     """A validated ``kernels/NAME.toml`` file."""
-    data = _read_toml(path, "kernel table")
+    data = read_toml(path, "kernel table")
     try:
         return KernelTable(**data)
     except ValidationError as err:
-        raise HardwareProfileError(f"hardware: kernel table file {path}: {_location(err)}") from None
+        raise HardwareProfileError(f"hardware: kernel table file {path}: {validation_message(err)}") from None
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -357,7 +397,7 @@ def _expand(data: dict[str, Any], path: Path, seen: tuple[Path, ...] = ()) -> di
         source = _find(data.pop("model_from"), "", path.parent, "model_from", head)
         if source in seen + (path,):
             raise HardwareProfileError(f"{head}: model_from: {source.stem} inherits from itself")
-        inherited = _expand(_read_toml(source, "profile"), source, seen + (path,)).get("model")
+        inherited = _expand(read_toml(source, "profile"), source, seen + (path,)).get("model")
         if not isinstance(inherited, dict):
             raise HardwareProfileError(f"{head}: model_from: {source} has no [model] section")
         own = data.get("model", {})
@@ -368,11 +408,11 @@ def _expand(data: dict[str, Any], path: Path, seen: tuple[Path, ...] = ()) -> di
 def read_profile_file(path: str | os.PathLike) -> HardwareProfile:
     """Read and validate one profile file (uncached); errors are one line naming file and key."""
     path = Path(path)
-    data = _expand(_read_toml(path, "profile"), path)
+    data = _expand(read_toml(path, "profile"), path)
     try:
         return HardwareProfile(**data)
     except ValidationError as err:
-        raise HardwareProfileError(f"hardware: profile file {path}: {_location(err)}") from None
+        raise HardwareProfileError(f"hardware: profile file {path}: {validation_message(err)}") from None
     except ValueError as err:
         raise HardwareProfileError(f"hardware: profile file {path}: {err}") from None
 

@@ -43,7 +43,8 @@ def flat_launch_shape(config: GNAConfig, plan: FlatPlan, rk: ResolvedKernel) -> 
 
     CTAs: Q tiles that visit a KV tile x heads x batch. NATTEN's fast path does not apply (no
     box tiles), so ``all-or-none`` masking masks every visited tile. HBM bytes: Q, K, V read
-    and O written once over the padded sequence. No permutation bytes.
+    and O written once over the padded sequence. No permutation bytes; the mask is computed
+    over the layout's rank from flat token indices (``fused_masking``).
     """
     if plan.tokens != config.tokens:
         raise ConfigError(f"plan: a flat plan of {plan.tokens} tokens does not fit a problem of "
@@ -69,4 +70,4 @@ def flat_launch_shape(config: GNAConfig, plan: FlatPlan, rk: ResolvedKernel) -> 
                                   config.kv_heads, d + dv, plan.q_tiles * q_rows,
                                   plan.kv_tiles * kv_rows)),
         permute_bytes=0.0, masked_pairs=int(masked * hb), tile_pairs=int(vsum * hb),
-        mask_all=mask_all)
+        mask_all=mask_all, rank=config.rank, fused_masking=not rk.token_permute)

@@ -17,6 +17,7 @@ import numpy as np
 
 from gnasim.errors import ConfigError, HardwareProfileError
 from gnasim.hardware.profile import HardwareProfile, Kernel, KernelModel, RuntimeModel
+from gnasim.model.families import family_runtime_model
 
 DEFAULT_BASELINE = "cudnn-sdpa"
 
@@ -48,14 +49,35 @@ class ResolvedKernel:
     token_permute: bool
     dense_only: bool
 
+    def dense_rows(self, head_dim: int | None = None) -> tuple[int, int] | None:
+        """Q and KV rows per CTA when it runs self attention as one flat sequence."""
+        return self.model.dense_rows(head_dim)
+
     @property
-    def dense_rows(self) -> tuple[int, int] | None:
-        return self.model.dense_rows()
+    def family(self) -> str:
+        """The runtime-model family (the model entry's name when it names none)."""
+        return self.model.family or self.name
+
+
+_family_models: dict[int, tuple[HardwareProfile, RuntimeModel]] = {}
 
 
 def runtime_model(profile: HardwareProfile) -> RuntimeModel:
-    """The profile's ``[model]`` section, or the uncalibrated defaults when it has none."""
-    return profile.model if profile.model is not None else RuntimeModel()
+    """The profile's own ``[model]`` section, or else the shared family model for its
+    architecture, its power limit and its datasheet (:mod:`gnasim.model.families`)."""
+    if profile.model is not None:
+        return profile.model
+    hit = _family_models.get(id(profile))
+    if hit is None or hit[0] is not profile:       # identities: no stale ids
+        if len(_family_models) > 256:
+            _family_models.clear()
+        hit = _family_models[id(profile)] = (profile, family_runtime_model(profile))
+    return hit[1]
+
+
+def clear_model_cache() -> None:
+    """Forget the family models built for profiles (after the families file changed)."""
+    _family_models.clear()
 
 
 def baseline_name(profile: HardwareProfile) -> str:
@@ -177,16 +199,22 @@ class ModelParams:
     memory_efficiency: Any
     overlap_sharpness: Any
     permute_bandwidth_share: Any
+    iteration_cycles: Any
+    coordinate_ops_per_axis: Any
+    mma_share: Any          # share of the tensor peak the kernel's MMA instruction can reach
+    mma_rows: Any           # Q rows per CTA that instruction needs to be busy
     launch_latency_us: Any
     sustained_clock_fraction: Any
     clock_time_constant_ms: Any
 
     @classmethod
     def of(cls, km: KernelModel, rm: RuntimeModel) -> "ModelParams":
+        legacy = km.mma == "mma.sync"
         return cls(km.tensor_efficiency, km.softmax_ops_per_element, km.mask_ops_per_element,
                    km.cta_overhead_us, km.memory_efficiency, km.overlap_sharpness,
-                   km.permute_bandwidth_share, rm.launch_latency_us, rm.sustained_clock_fraction,
-                   rm.clock_time_constant_ms)
+                   km.permute_bandwidth_share, km.iteration_cycles, km.coordinate_ops_per_axis,
+                   rm.legacy_mma_share if legacy else 1.0, 16.0 * 4 if legacy else rm.mma_rows,
+                   rm.launch_latency_us, rm.sustained_clock_fraction, rm.clock_time_constant_ms)
 
     @classmethod
     def stack(cls, items: Sequence["ModelParams"]) -> "ModelParams":

@@ -25,10 +25,11 @@ import numpy as np
 from gnasim.config import GNAConfig
 from gnasim.errors import ConfigError
 from gnasim.hardware.profile import HardwareProfile
-from gnasim.hardware.tiles import resolve_tiles
+from gnasim.hardware.tiles import backward_tiles, resolve_tiles
 from gnasim.model.kernel import ResolvedKernel, resolve_kernel
 from gnasim.plan.cache import BoundedCache
 from gnasim.plan.fast_path import natten_fast_path
+from gnasim.plan.backward import BackwardAxisPlan, BackwardPlan, backward_plan
 from gnasim.plan.tiling import AxisPlan, TilePlan, axis_plan, tile_plan
 
 # launch caches: keyed by the (immutable) plans' parameters, bounded like the plan caches
@@ -101,6 +102,14 @@ class LaunchShape:
     masked_pairs: Any
     tile_pairs: Any
     mask_all: Any
+    rank: Any = 1               # axes of the layout the mask is computed over
+    fused_masking: Any = False  # masks an unpermuted layout (coordinates from flat indices)
+    gemm_dim: Any = None        # GEMM dims per score element: d + d_v forward, 3 d + 2 d_v backward
+    hbm_passes: Any = 1.0       # compulsory traffic in units of Q, K, V, O once (backward: 2)
+
+    def __post_init__(self) -> None:
+        if self.gemm_dim is None:
+            object.__setattr__(self, "gemm_dim", self.head_dim + self.head_dim_v)
 
 
 def _prod(values) -> Any:
@@ -203,7 +212,7 @@ def build_launch(axes: list[AxisFacts], config: GNAConfig, masking: str, token_p
         else max(1.0, vsum / max(kvt, 1)),
         hbm_bytes=f64(hbm_bytes(b, e, h, hk, d + dv, qt * q_rows, kvt * kv_rows)),
         permute_bytes=perm, masked_pairs=i64(masked * hb), tile_pairs=i64(vsum * hb),
-        mask_all=mask_all)
+        mask_all=mask_all, rank=len(axes), fused_masking=not token_permute)
 
 
 def stack_launches(shapes: list[LaunchShape]) -> LaunchShape:
@@ -212,9 +221,10 @@ def stack_launches(shapes: list[LaunchShape]) -> LaunchShape:
     k = max(len(s.front_u) for s in shapes)
     pad = lambda t: list(t) + [t[0]] * (k - len(t))
     ints = ("q_rows", "kv_rows", "head_dim", "head_dim_v", "dtype_bytes", "ctas", "masked_pairs",
-            "tile_pairs")
+            "tile_pairs", "rank", "gemm_dim")
+    bools = ("mask_all", "fused_masking")
     out = {f: np.array([getattr(s, f) for s in shapes],
-                       dtype=np.int64 if f in ints else bool if f == "mask_all" else np.float64)
+                       dtype=np.int64 if f in ints else bool if f in bools else np.float64)
            for f in LaunchShape.__dataclass_fields__ if f not in ("front_u", "front_m")}
     return LaunchShape(**out, front_u=np.array([pad(s.front_u) for s in shapes], dtype=np.float64),
                        front_m=np.array([pad(s.front_m) for s in shapes], dtype=np.float64))
@@ -267,10 +277,12 @@ def flat_config(config: GNAConfig, rows: tuple[int, int]) -> GNAConfig | None:
         "causal": (bool(causal_axes),), "q_tile": (rows[0],), "kv_tile": (rows[1],)})
 
 
-def dense_launch_shape(config: GNAConfig, rk: ResolvedKernel) -> LaunchShape | None:
-    """A dense kernel on the self-attention problem as one flat sequence (None: it cannot run it,
+def dense_launch_shape(config: GNAConfig, rk: ResolvedKernel,
+                       rows: tuple[int, int] | None = None) -> LaunchShape | None:
+    """A dense kernel on the self-attention problem as one flat sequence, with ``rows``
+    (stationary, iterated) per CTA, by default the kernel's dense tile (None: it cannot run it,
     i.e. causal masking on more than one axis)."""
-    rows = rk.dense_rows
+    rows = rows if rows is not None else rk.dense_rows(config.head_dim)
     flat = flat_config(config, rows) if rows is not None else None
     if flat is None:
         return None
@@ -278,6 +290,58 @@ def dense_launch_shape(config: GNAConfig, rk: ResolvedKernel) -> LaunchShape | N
     plan = TilePlan((axis_plan(n, n, 1, 1, causal, rows[0], rows[1], "static"),))
     dense_rk = replace(rk, masking="partial-only", token_permute=False)
     return launch_shape(flat, plan, dense_rk, fast=not causal)
+
+
+# -- the backward pass ---------------------------------------------------------------------------
+BACKWARD_HBM_PASSES = 2.0    # reads Q, K, V, O, dO and writes dQ, dK, dV: twice the forward's
+
+
+def backward_gemm_dim(head_dim: int, head_dim_v: int) -> int:
+    """GEMM dims per score element of the backward pass: S = Q K^T (d), dP = dO V^T (d_v),
+    dV += P^T dO (d_v), dK += dS^T Q (d), dQ += dS K (d)."""
+    return 3 * head_dim + 2 * head_dim_v
+
+
+def backward_kernel(rk: ResolvedKernel) -> ResolvedKernel:
+    """The backward pass of an implementation, as a kernel of its own family ``FAMILY/bwd``."""
+    km = rk.model.backward
+    if km is None:
+        raise ConfigError(f"backward: the runtime model has no backward pass for '{rk.name}'")
+    km = km.model_copy(update={"family": f"{rk.family}/bwd",
+                               "dense_only": km.dense_only or rk.dense_only})
+    return replace(rk, model=km)
+
+
+def as_backward(shape: LaunchShape) -> LaunchShape:
+    """A KV-stationary launch with the backward pass's GEMMs, traffic and no permutation (the
+    forward pass's permuted layout is reused)."""
+    zero = shape.permute_bytes * 0.0
+    return replace(shape, gemm_dim=backward_gemm_dim(shape.head_dim, shape.head_dim_v),
+                   hbm_passes=BACKWARD_HBM_PASSES, permute_bytes=zero)
+
+
+def backward_axis_facts(ap: BackwardAxisPlan) -> AxisFacts:
+    """One axis of a KV-stationary launch: the stationary (CTA) side is the KV tile."""
+    nz, ff, fv = ap.front()
+    return AxisFacts(ap.length, ap.kv_tile, ap.q_tile, ap.dilation, ap.visited_sum, ap.full_sum,
+                     ap.visited_max, ap.dilation * ap.kv_tiles_per_group,
+                     ap.dilation * ap.q_tiles_per_group, nz, ff, fv)
+
+
+def backward_launch_shape(config: GNAConfig, plan: BackwardPlan, rk: ResolvedKernel) -> LaunchShape:
+    """The backward launch of a GNA kernel over its KV-stationary plan (``rk``: the backward
+    kernel). Its ``q_rows`` are the stationary KV tile's rows, ``kv_rows`` the iterated Q tile's."""
+    return as_backward(build_launch([backward_axis_facts(a) for a in plan.axes], config,
+                                    rk.masking, rk.token_permute, fast_path(config)))
+
+
+def dense_backward_shape(config: GNAConfig, rk: ResolvedKernel) -> LaunchShape | None:
+    """The backward pass of a dense kernel on the problem as one flat sequence (``rk``: the
+    backward kernel, whose tile reads Q rows / KV rows; self attention is symmetric, so the
+    KV-stationary launch is the forward launch's structure with KV rows stationary)."""
+    tile = rk.dense_rows(config.head_dim)
+    shape = None if tile is None else dense_launch_shape(config, rk, (tile[1], tile[0]))
+    return None if shape is None else as_backward(shape)
 
 
 # -- one measured implementation on one problem (calibration and compare) --------------------
@@ -301,20 +365,27 @@ class Launch:
 
 
 def launch_for(config: GNAConfig, profile: HardwareProfile, implementation: str,
-               masking: str | None = None, kv_tiling: str | None = None) -> Launch:
-    """Bind an implementation run on a problem to the model.
+               masking: str | None = None, kv_tiling: str | None = None,
+               backward: bool = False) -> Launch:
+    """Bind an implementation run on a problem to the model (its backward pass with
+    ``backward``).
 
     Self attention (window = layout) on a kernel with a ``dense_tile`` and no tiles given runs as
     one flat sequence with that tile; anything else runs the kernel's tile plan (tiles from the
     config, else the kernel's default).
     """
     rk = resolve_kernel(profile, implementation, masking, kv_tiling)
+    if backward:
+        return backward_launch_for(config, rk)
     dense = (config.window_size == config.input_size and all(s == 1 for s in config.stride)
              and all(d == 1 for d in config.dilation))
     if rk.dense_only and not dense:
-        raise ConfigError(f"window: implementation '{rk.name}' runs self attention only "
-                          f"(window must equal layout)")
-    if dense and (rk.dense_only or (not config.has_tiles and rk.dense_rows is not None)):
+        if not sliding_window(config):
+            raise ConfigError(f"window: implementation '{rk.name}' runs self attention or a 1-D "
+                              "sliding window only")
+        config = config.with_tiles(*[(r,) for r in rk.dense_rows(config.head_dim)])
+    if dense and (rk.dense_only or (not config.has_tiles
+                                   and rk.dense_rows(config.head_dim) is not None)):
         shape = dense_launch_shape(config, rk)
         if shape is None:
             if rk.dense_only:
@@ -332,3 +403,38 @@ def launch_for(config: GNAConfig, profile: HardwareProfile, implementation: str,
     shape = launch_shape(config, plan, rk)
     own = launch_shape(config.dense(), dense_plan, rk, fast=None if any(config.causal) else True)
     return Launch(rk, config, shape, plan, dense_plan, own)
+
+
+def sliding_window(config: GNAConfig) -> bool:
+    """A 1-D window without stride or dilation: what dense kernels run as a sliding window
+    (cuDNN's and FlashAttention's left/right window), tiled like self attention."""
+    return config.rank == 1 and config.stride == (1,) and config.dilation == (1,)
+
+
+def backward_launch_for(config: GNAConfig, rk: ResolvedKernel) -> Launch:
+    """The backward pass of an implementation on a problem: dense kernels as one flat sequence,
+    GNA kernels over the KV-stationary plan with the config's tiles (else the kernel's default
+    backward tiles)."""
+    brk = backward_kernel(rk)
+    dense = (config.window_size == config.input_size and all(s == 1 for s in config.stride)
+             and all(d == 1 for d in config.dilation))
+    if dense and brk.dense_rows(config.head_dim) is not None and not config.has_tiles:
+        shape = dense_backward_shape(config, brk)
+        if shape is None:
+            raise ConfigError(f"causal: '{rk.name}' cannot run causal masking on several axes "
+                              "as one sequence")
+        return Launch(brk, config, shape)
+    if brk.dense_only:
+        if not sliding_window(config):
+            raise ConfigError(f"window: implementation '{rk.name}' runs self attention or a 1-D "
+                              "sliding window only")
+        q_rows, kv_rows = brk.dense_rows(config.head_dim)
+        bq, bkv = (q_rows,), (kv_rows,)
+    elif rk.kernel is None:
+        raise ConfigError(f"backward: implementation '{rk.name}' has no backward tile shapes")
+    else:
+        if not config.has_tiles:
+            config, _ = resolve_tiles(config, rk.kernel)
+        bq, bkv, _ = backward_tiles(config, rk.kernel, None, None)
+    plan = backward_plan(config, bq, bkv)
+    return Launch(brk, config, backward_launch_shape(config, plan, brk))

