@@ -435,7 +435,8 @@ def _plot_flat(kind: PlotKind, input_size: str, window_size: Optional[str], stri
         raise ConfigError(f"tiling: the {kind.value} plot draws box tile plans; flat tiling "
                           "draws curse and pareto")
     if png is not None and not plots.kaleido_available():
-        raise ConfigError("png: writing PNG needs the kaleido package (pip install kaleido); nothing was written")
+        raise ConfigError("png: writing PNG needs the kaleido package (pip install kaleido); "
+                          "nothing was written")
     profile = _profile(hardware)
     flat_tiles, _, _ = _flat_tiles(Tiling.flat, q_tile, kv_tile)
     if kind == PlotKind.pareto:
