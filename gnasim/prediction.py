@@ -201,9 +201,6 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
     if profile is not None:
         try:
             runtime = predict_runtime(config, plan, dense_plan, profile, kern.name)
-            warning = runtime.certainty.warning(kern.name, profile.name) if runtime.certainty else None
-            if warning:
-                notes.append(warning)
         except GnasimError as err:
             notes.append(f"no runtime prediction: {err}")
         if bwd is not None:

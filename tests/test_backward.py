@@ -141,8 +141,11 @@ def test_simulate_backward_keys():
     plain = simulate(cfg, "h100").to_dict()
     res = simulate(cfg, "h100", backward=True)
     d = res.to_dict()
-    # opt-in: the forward keys are unchanged, the bwd_ keys are added
-    assert {k: v for k, v in d.items() if not k.startswith("bwd_")} == plain
+    # opt-in: the forward keys are unchanged, the bwd_ and predicted_*bwd* keys are added
+    assert {k: v for k, v in d.items() if "bwd" not in k} == plain
+    assert d["predicted_bwd_time_ms_low"] < d["predicted_bwd_time_ms"] < d["predicted_bwd_time_ms_high"]
+    assert d["predicted_bwd_speedup"] == pytest.approx(
+        d["predicted_dense_bwd_time_ms"] / d["predicted_bwd_time_ms"], rel=1e-12)
     assert d["bwd_q_tile"] == "4x4x4" and d["bwd_kv_tile"] == "4x4x8"  # h100, head dim 128
     bp = res.backward.plan
     dense = backward_plan(cfg.dense(), bp.q_tile, bp.kv_tile)

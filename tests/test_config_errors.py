@@ -91,7 +91,7 @@ def _set(path, value):
     def edit(data):
         d = data
         for k in path[:-1]:
-            d = d[k]
+            d = d.setdefault(k, {})       # shipped GPU files have no [model] of their own
         d[path[-1]] = _spelled(value)
     return edit
 

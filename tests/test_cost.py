@@ -7,6 +7,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from gnasim.record import FACTORS
 from typer.testing import CliRunner
 
 from gnasim.hardware.write import to_toml
@@ -56,8 +58,7 @@ def test_nothing_beats_the_flop_peak_floor(profile):
         assert 0 < rt.gna.clock_fraction <= 1.0
         assert rt.gna.bound in ("tensor", "exp", "memory", "latency")
         # the explanation chain multiplies out to the predictions
-        prod_factors = math.prod(rt.factors[k] for k in ("waves", "masking", "overheads", "clock",
-                                                        "baseline"))
+        prod_factors = math.prod(rt.factors[k] for k in FACTORS if k != "permute")
         assert rt.speedups["tile_bound"] * prod_factors == pytest.approx(rt.speedup, rel=1e-9)
         assert rt.speedups["permute"] == pytest.approx(rt.speedup_with_permute, rel=1e-9)
 
@@ -76,7 +77,7 @@ def test_every_shipped_efficiency_is_physical():
 
 def test_schema_rejects_unphysical_values(tmp_path):
     data = tomllib.loads(PROFILES.joinpath("h100.toml").read_text())
-    data["model"]["kernels"]["hopper-fna"]["tensor_efficiency"] = 1.2
+    data["model"] = {"kernels": {"hopper-fna": {"tensor_efficiency": 1.2}}}
     bad = tmp_path / "x.toml"
     bad.write_text(to_toml(data))
     with pytest.raises(HardwareProfileError, match="model.kernels.hopper-fna.tensor_efficiency"):
@@ -176,7 +177,7 @@ def test_dense_baselines():
     hw = load_profile("b200")
     cfg = GNAConfig(input_size=32768, window_size=2048, q_tile=256, kv_tile=128)
     rk = resolve_kernel(hw, "cudnn-sdpa")
-    assert rk.dense_only and rk.dense_rows == (256, 128)
+    assert rk.dense_only and rk.dense_rows(cfg.head_dim) == (256, 128)
     shape = dense_launch_shape(cfg, rk)
     assert shape.ctas == 128 and shape.masked_pairs == 0
     causal = dense_launch_shape(cfg.replace(causal=True), rk)
@@ -185,8 +186,11 @@ def test_dense_baselines():
     assert dense_launch_shape(GNAConfig(input_size="32x32", window_size=8, causal="1 1"), rk) is None
     r = _sim(hw, input_size="32x32", window_size=8, causal="1 1", q_tile="16x16", kv_tile="16x8")
     assert "window = layout is the baseline" in " ".join(r.to_dict()["notes"])
+    # a 1-D window is cuDNN's sliding window: its own tile, the GNA plan of that tile
+    slide = launch_for(cfg, hw, "cudnn-sdpa")
+    assert slide.shape.q_rows == 256 and slide.shape.kv_rows == 128 and slide.plan is not None
     with pytest.raises(ConfigError, match="window"):
-        launch_for(cfg, hw, "cudnn-sdpa")
+        launch_for(GNAConfig(input_size="64x64", window_size="8x8"), hw, "cudnn-sdpa")
     with pytest.raises(HardwareProfileError, match="implementation"):
         resolve_kernel(hw, "no-such-kernel")
 
@@ -259,7 +263,8 @@ def test_solver_scalar_and_array_paths_agree(hw, kernel):
     mode = prof.kernel(kernel).kv_tiling
     plans = tile_plans(cfgs, mode)
     dense_plan = tile_plans([cfgs[0].dense()], mode)[0]
-    rk, params, rates, side = prepare(cfgs[0], dense_plan, prof, kernel)
+    prep = prepare(cfgs[0], dense_plan, prof, kernel)
+    rk, params, rates, side = prep.kernel, prep.params, prep.rates, prep.side
     bounds = np.array([dense_plan.kv_tiles_visited_max / p.kv_tiles_visited_max for p in plans])
     shapes = [launch_shape(c, p, rk) for c, p in zip(cfgs, plans)]
     scalar = [predict_launch(rk.name, s, side, params, rates, float(b))

@@ -36,13 +36,23 @@ def test_gpu_files_name_their_kernel_tables_instead_of_copying_them():
     assert len({id(p.kernel("flex-fna")) for p in load_profiles()}) == 1
 
 
-def test_model_from_inherits_the_runtime_model():
-    for child, parent in (("h200", "h100"), ("b300", "b200")):
-        raw = _raw(child)
-        assert raw["model_from"] == parent and "model" not in raw
-        assert load_profile(child).model == load_profile(parent).model
-        # the child's own facts stay its own
-        assert load_profile(child).memory_gb != load_profile(parent).memory_gb
+def test_shipped_gpu_files_take_the_shared_family_model():
+    """No shipped GPU file holds or inherits a [model]: the family model gives it one, with its
+    own power-derived sustained clock."""
+    from gnasim.model.kernel import runtime_model
+
+    for name in list_profile_names():
+        raw = _raw(name)
+        assert "model" not in raw and "model_from" not in raw, name
+    h100, h200 = runtime_model(load_profile("h100")), runtime_model(load_profile("h200"))
+    assert h100.kernels["hopper-fna"] == h200.kernels["hopper-fna"]      # one family
+    b200, gb200 = runtime_model(load_profile("b200")), runtime_model(load_profile("gb200"))
+    # same architecture, same fitted energy per FLOP: the higher power limit clocks higher
+    assert gb200.sustained_clock_fraction > b200.sustained_clock_fraction
+
+
+MODEL = {"launch_latency_us": 2.0, "kernels": {"hopper-fna": {"tensor_efficiency": 0.7,
+                                                              "mask_ops_per_element": 9.0}}}
 
 
 def _copy(tmp_path: Path, name: str, edit) -> Path:
@@ -54,11 +64,13 @@ def _copy(tmp_path: Path, name: str, edit) -> Path:
 
 
 def test_model_from_merges_own_keys_over_the_inherited_ones(tmp_path):
+    _copy(tmp_path, "h100", lambda d: d.update(name="h100", model=MODEL))
     def edit(d):
-        d.update(name="h200x", model={"launch_latency_us": 3.0,
-                                      "kernels": {"hopper-fna": {"tensor_efficiency": 0.5}}})
+        d.update(name="h200x", model_from="h100",
+                 model={"launch_latency_us": 3.0,
+                        "kernels": {"hopper-fna": {"tensor_efficiency": 0.5}}})
     prof = read_profile_file(_copy(tmp_path, "h200", edit))
-    base = load_profile("h100").model
+    base = read_profile_file(tmp_path / "h100.toml").model
     assert prof.model.launch_latency_us == 3.0
     assert prof.model.kernels["hopper-fna"].tensor_efficiency == 0.5
     assert prof.model.kernels["hopper-fna"].mask_ops_per_element == \
@@ -67,8 +79,8 @@ def test_model_from_merges_own_keys_over_the_inherited_ones(tmp_path):
 
 
 def test_model_from_beside_the_file_wins_and_cycles_are_refused(tmp_path):
-    _copy(tmp_path, "h100", lambda d: d.update(name="h100", model={**d["model"], "launch_latency_us": 1.0}))
-    child = read_profile_file(_copy(tmp_path, "h200", lambda d: None))
+    _copy(tmp_path, "h100", lambda d: d.update(name="h100", model={**MODEL, "launch_latency_us": 1.0}))
+    child = read_profile_file(_copy(tmp_path, "h200", lambda d: d.update(model_from="h100")))
     assert child.model.launch_latency_us == 1.0          # tmp_path/h100.toml, not the shipped one
     _copy(tmp_path, "h100", lambda d: d.update(name="aa", model_from="bb"))
     _copy(tmp_path, "h100", lambda d: d.update(name="bb", model_from="aa"))
@@ -117,7 +129,10 @@ def test_dense_baseline_agrees_with_each_calibrated_dense_entry():
 
 
 def test_written_profile_is_self_contained(tmp_path):
+    from gnasim.model.kernel import runtime_model
+
     h200 = load_profile("h200")
+    h200 = h200.model_copy(update={"model": runtime_model(h200)})   # the family model, written out
     out = write_profile(h200, h200.model, tmp_path / "h200-copy.toml")
     raw = tomllib.loads(out.read_text())
     assert isinstance(raw["kernels"], list) and isinstance(raw["kernels"][0], dict)

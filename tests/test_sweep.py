@@ -84,6 +84,8 @@ def assert_same(row: dict, want: dict, csv: bool = False) -> None:
     """A sweep row equals a to_dict() record: exact but for floats (rel 1e-12: the same formula
     on numpy arrays and on Python floats)."""
     for key, value in want.items():
+        if value is None and isinstance(row[key], float) and row[key] != row[key]:
+            continue          # a float column without a value: None in a record, NaN in a table
         if isinstance(value, float) and not isinstance(row[key], bool):
             assert row[key] == pytest.approx(value, rel=1e-12), (key, row[key], value, row["stride"])
         else:

@@ -121,11 +121,12 @@ def interval_table(residuals: list[Residual], kind: str = "time") -> dict[str, d
     return out
 
 
-def coverage(residuals: list[Residual], kind: str = "time") -> dict[str, Any]:
+def coverage(residuals: list[Residual], kind: str = "time", status: str | None = None
+             ) -> dict[str, Any]:
     """Share of held-out ``kind`` residuals inside a 90% interval built, by the rule predictions
     use, from the residuals of the other refits (other held-out GPUs and sources, never the same
     row), and the median half-width of those intervals (%)."""
-    mine = [r for r in residuals if r.kind == kind]
+    mine = [r for r in residuals if r.kind == kind and status in (None, r.status)]
     inside, halves = [], []
     for r in mine:
         others = [o for o in residuals if o.split != r.split and o.row != r.row]

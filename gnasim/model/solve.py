@@ -177,11 +177,11 @@ def solve(shape: LaunchShape, p: ModelParams, rates: Rates, clock: bool = True,
         return (maximum(makespan, mem_s) + launch, f, t_u, t_m, mean, cmax, makespan, t_mma,
                 t_sfx, t_msk, t_it)
 
-    res = evaluate(1.0)
+    f = 1.0 if ops is SCALAR else np.ones(np.shape(shape.ctas))
+    res = evaluate(f)
     if clock:
         s, tau = p.sustained_clock_fraction, p.clock_time_constant_ms * 1e-3
         exp, where, anything = ops.exp, ops.where, ops.any
-        f = 1.0
         for _ in range(20):
             # rows whose clock has settled keep it (and so their time): the fixed point per row
             f_new = s + (1.0 - s) * exp(-res[0] / tau)
@@ -326,6 +326,9 @@ def dense_side(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile
         base, base_model, base_name = own_dense, rk.model, f"{rk.name} (dense)"
         notes = (f"baseline {brk.name} cannot run this causal pattern; "
                  f"{rk.name} with window = layout is the baseline",)
+    certain = prediction_certainty(profile, rk, baseline or baseline_name(profile))
+    warning = certain.warning(rk.name, profile.name) if certain is not None else None
+    notes += (warning,) if warning else ()
     side = make_side(own_dense, ModelParams.of(rk.model, rm), base,
                      ModelParams.of(base_model, rm), rates, base_name, notes)
     _dense_cache.put(key, (profile, rk.model, side))
@@ -416,14 +419,14 @@ def prepare(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
     rk = resolve_kernel(profile, kernel)
     if rk.dense_only:
         raise ConfigError(f"kernel: '{rk.name}' runs self attention only, not GNA")
-    key = (id(profile), id(rk.model), config.dtype)
+    key = (id(profile), id(rk.model), config.dtype, baseline)
     hit = _params_cache.get(key)
     if hit is None or hit[0] is not profile or hit[1] is not rk.model:   # identities: no stale ids
         hit = _params_cache.put(key, (profile, rk.model, ModelParams.of(
-            rk.model, runtime_model(profile)), Rates.of(profile, config.dtype)))
+            rk.model, runtime_model(profile)), Rates.of(profile, config.dtype),
+            prediction_certainty(profile, rk, baseline or baseline_name(profile))))
     side = dense_side(config, dense_plan, profile, rk, baseline)
-    return Prepared(rk, hit[2], hit[3], side,
-                    prediction_certainty(profile, rk, baseline or baseline_name(profile)))
+    return Prepared(rk, hit[2], hit[3], side, hit[4])
 
 
 def prediction_certainty(profile: HardwareProfile, rk: ResolvedKernel, baseline: str
