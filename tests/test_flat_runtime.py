@@ -135,3 +135,23 @@ def test_unshipped_flat_tile_is_noted_and_simulated():
     res = simulate(HUNYUAN, "h100", tiling="flat", flat_tiles=(96, 48))
     assert res.plan.q_tile == (96,) and res.runtime is not None
     assert any("96/48" in n and "not shipped" in n for n in res.notes)
+
+
+def test_docs_table_script_runs(monkeypatch):
+    """benchmarks/flat_vs_box.py (the docs table) computes every cell, box and flat rows alike."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "flat_vs_box.py"
+    spec = importlib.util.spec_from_file_location("flat_vs_box", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "flat_vs_box", module)
+    spec.loader.exec_module(module)
+    rows = module.rows()
+    assert len(rows) == 4 * len(module.PROBLEMS)
+    assert all("n/a" not in r for r in rows)
+    flat = [r for r in rows if r[2].startswith("flat (flex-flat, 128 / 128)")]
+    assert len(flat) == 2 * len(module.PROBLEMS)
+    hunyuan = flat_plan(HUNYUAN, 128, 128)
+    assert float(flat[0][3]) == pytest.approx(900 / hunyuan.kv_tiles_visited_max, abs=5e-4)
