@@ -212,6 +212,11 @@ def render_configs(profile: HardwareProfile, cfg: Any, rows: list[dict[str, Any]
         con.print(f"[yellow]note:[/] {note}")
 
 
+def _span(r: dict[str, Any], key: str) -> str:
+    lo, hi = r.get(f"{key}_low"), r.get(f"{key}_high")
+    return "-" if lo is None or hi is None else f"{lo:.3g}-{hi:.3g}"
+
+
 def render_optimize(fwd: list[dict[str, Any]], bwd: Optional[list[dict[str, Any]]],
                     top: int = 5) -> None:
     """``predict --optimize``: the fastest configurations and each kernel default's place."""
@@ -219,25 +224,25 @@ def render_optimize(fwd: list[dict[str, Any]], bwd: Optional[list[dict[str, Any]
     t = Table(title=f"--optimize: {len(fwd)} forward configurations, fastest first",
               title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
               collapse_padding=True)
-    for col in ("rank", "kernel", "Q/KV tile", "kernel ms", "+permute", "speedup", ""):
+    for col in ("rank", "kernel", "Q/KV tile", "kernel ms", "90%", "speedup", ""):
         t.add_column(col, justify="left" if col in ("kernel", "Q/KV tile", "") else "right",
                      no_wrap=True)
     for r in [r for r in fwd if r["rank"] <= top or r["default"]]:
         t.add_row(str(r["rank"]), r["kernel"], f"{r['q_tile']}/{r['kv_tile']}",
-                  f"{r['predicted_time_ms']:.4g}", f"{r['predicted_total_ms']:.4g}",
+                  f"{r['predicted_time_ms']:.4g}", _span(r, "predicted_time_ms"),
                   f"{r['predicted_speedup']:.2f}x", "default" if r["default"] else "")
     con.print(t)
     if bwd:
-        b = Table(title=f"backward: {len(bwd)} configurations, fewest computed FLOPs first",
+        b = Table(title=f"backward: {len(bwd)} configurations, fastest first",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-              collapse_padding=True)
-        for col in ("rank", "kernel", "Q/KV tile", "FLOPs computed", "bound", ""):
+                  collapse_padding=True)
+        for col in ("rank", "kernel", "Q/KV tile", "backward ms", "90%", "bound", ""):
             b.add_column(col, justify="left" if col in ("kernel", "Q/KV tile", "") else "right",
                          no_wrap=True)
         for r in [r for r in bwd if r["rank"] <= top or r["default"]]:
             b.add_row(str(r["rank"]), r["kernel"], f"{r['q_tile']}/{r['kv_tile']}",
-                      f"{r['bwd_flops_computed']:,}", f"{r['bwd_tile_speedup']:.2f}x",
-                      "default" if r["default"] else "")
+                      f"{r['predicted_bwd_time_ms']:.4g}", _span(r, "predicted_bwd_time_ms"),
+                      f"{r['bwd_tile_speedup']:.2f}x", "default" if r["default"] else "")
         con.print(b)
 
 

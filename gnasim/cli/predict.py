@@ -102,8 +102,8 @@ def config_rows(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Option
 
 def optimize(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Optional[str],
              backward: bool, max_configs: int) -> tuple[list[dict], list[dict], list[str]]:
-    """Every configuration :func:`config_rows` lists, ranked: forward by predicted kernel time
-    (fastest first), backward by computed FLOPs (the runtime model has no backward pass)."""
+    """Every configuration :func:`config_rows` lists, ranked by predicted time (fastest first),
+    forward by kernel time and backward by backward time, each with its 90% interval."""
     from gnasim.prediction import simulate
 
     if profile is None:
@@ -111,15 +111,23 @@ def optimize(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Optional[
     rows, notes = config_rows(cfg, profile, kernel, kv_tiling, backward, max_configs)
     fwd: list[dict[str, Any]] = []
     bwd: list[dict[str, Any]] = []
+    status: dict[str, str] = {}
     for row in rows:
         q, kv = _tiles(row["q_tile"], "q_tile"), _tiles(row["kv_tile"], "kv_tile")
+        base = {"kernel": row["kernel"], "q_tile": row["q_tile"], "kv_tile": row["kv_tile"],
+                "default": row["default"]}
         if row["pass"] == "backward":
-            r = simulate(cfg.with_tiles(q, kv), None, kv_tiling=row["kv_tiling"], backward=True,
-                         bwd_q_tile=q, bwd_kv_tile=kv).backward.to_dict()
-            bwd.append({"kernel": row["kernel"], "q_tile": row["q_tile"],
-                        "kv_tile": row["kv_tile"], "default": row["default"],
-                        "bwd_flops_computed": r["bwd_flops_computed"],
-                        "bwd_tile_speedup": r["bwd_tile_speedup"]})
+            res = simulate(cfg.with_tiles(q, kv), profile, kernel=row["kernel"],
+                           kv_tiling=row["kv_tiling"], backward=True, bwd_q_tile=q, bwd_kv_tile=kv)
+            r = res.to_dict()
+            if "predicted_bwd_time_ms" not in r:
+                notes.append(f"{row['kernel']} backward {row['q_tile']}/{row['kv_tile']}: no "
+                             "runtime prediction, left out of the ranking")
+                continue
+            bwd.append({**base, **{k: r[k] for k in (
+                "predicted_bwd_time_ms", "predicted_bwd_time_ms_low",
+                "predicted_bwd_time_ms_high", "bwd_calibration_status", "bwd_flops_computed",
+                "bwd_tile_speedup")}})
             continue
         res = simulate(cfg.with_tiles(q, kv), profile, kernel=row["kernel"],
                        kv_tiling=kv_tiling)
@@ -128,35 +136,25 @@ def optimize(cfg: Any, profile: Any, kernel: Optional[str], kv_tiling: Optional[
                          "prediction, left out of the ranking")
             continue
         d = res.to_dict()
-        fwd.append({"kernel": row["kernel"], "q_tile": row["q_tile"], "kv_tile": row["kv_tile"],
-                    "default": row["default"], "predicted_time_ms": d["predicted_time_ms"],
-                    "predicted_permute_ms": d["predicted_permute_ms"],
-                    "predicted_total_ms": d["predicted_total_ms"],
-                    "predicted_speedup": d["predicted_speedup"],
-                    "tile_speedup": res.tile_speedup})
+        status[row["kernel"]] = d["calibration_status"]
+        fwd.append({**base, **{k: d[k] for k in (
+            "predicted_time_ms", "predicted_time_ms_low", "predicted_time_ms_high",
+            "predicted_permute_ms", "predicted_total_ms", "predicted_speedup",
+            "calibration_status")}, "tile_speedup": res.tile_speedup})
     fwd.sort(key=lambda r: r["predicted_time_ms"])
-    bwd.sort(key=lambda r: r["bwd_flops_computed"])
+    bwd.sort(key=lambda r: r["predicted_bwd_time_ms"])
     for ranked in (fwd, bwd):
         for i, r in enumerate(ranked):
             r["rank"] = i + 1
     if not fwd:
         raise ConfigError("optimize: no tile configuration of this profile can be predicted "
                           "for this problem")
-    loose = _uncalibrated(profile, {r["kernel"] for r in fwd})
-    if loose and len({r["kernel"] for r in fwd}) > 1:
-        notes.append(f"no fitted runtime parameters on {profile.name} for {', '.join(loose)} "
-                     "(first-guess efficiencies): compare across kernels with care")
-    if bwd:
-        notes.append("backward configurations are ranked by computed FLOPs (padding and "
-                     "partial tiles included): the runtime model has no backward pass")
+    loose = sorted(k for k, st in status.items() if st != "calibrated")
+    if loose and len(status) > 1:
+        notes.append(f"not calibrated on {profile.name}: "
+                     + ", ".join(f"{k} ({status[k]})" for k in loose)
+                     + "; compare across kernels with their intervals")
     return fwd, bwd, notes
-
-
-def _uncalibrated(profile: Any, kernels: set[str]) -> list[str]:
-    """Kernels whose runtime parameters on this profile were never fitted to measurements."""
-    fitted = profile.model.kernels if profile.model is not None else {}
-    return sorted(k for k in kernels
-                  if k not in fitted or "tensor_efficiency" not in fitted[k].model_fields_set)
 
 
 # -- the commands ------------------------------------------------------------------------------
