@@ -180,7 +180,7 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
         return _simulate_flat(config, profile, kernel, kv_tiling, flat_tiles, attention_fraction,
                               full_attention_steps, total_steps, backward)
     kern = profile.kernel(kernel) if profile is not None else None
-    if kern is not None and kern.tiling == "flat" and config.rank > 1:
+    if kern is not None and kern.tiling == "flat":
         raise ConfigError(f"tiling: kernel '{kern.name}' tiles the row-major flattening of the "
                           "layout; use tiling='flat' (--tiling flat)")
     config, notes = resolve_tiles(config, kern)

@@ -53,9 +53,19 @@ def test_flat_kernel_schema_is_validated(changes, message):
         _kernel(**changes)
 
 
-def test_flat_kernel_is_refused_for_box_tiling_of_a_multi_dim_layout():
-    with pytest.raises(ConfigError, match="tiling"):
-        simulate(HUNYUAN, "h100", kernel="flex-flat")
+def test_flat_kernel_is_refused_for_box_tiling():
+    from gnasim.hardware.tiles import supported_tiles
+
+    one_d = GNAConfig(input_size=(4096,), window_size=(512,))
+    for cfg in (HUNYUAN, one_d):
+        with pytest.raises(ConfigError, match="tiling"):
+            simulate(cfg, "h100", kernel="flex-flat")
+    # it ships no box tiles, so box-tile listings (tiles, --dry-run, --optimize) leave it out
+    kern = load_profile("h100").kernel("flex-flat")
+    assert kern.tile_shapes(1) == [] and kern.default_tile(1) is None
+    assert all(r["kernel"] != "flex-flat"
+               for r in supported_tiles(load_profile("h100"), (4096,), 128, "fp16"))
+    assert simulate(one_d, "h100", tiling="flat").kernel == "flex-flat"
     with pytest.raises(HardwareProfileError, match="kernel"):
         simulate(HUNYUAN, "h100", kernel="no-such-kernel", tiling="flat")
 

@@ -202,10 +202,12 @@ class Kernel(BaseModel):
 
     def flat_tiles(self, head_dim: int | None = None) -> list[tuple[int, int]]:
         """(Q tokens, KV tokens) of every flat tile this kernel ships (its rank-1 tiles), the
-        default first."""
-        shapes = self.tile_shapes(1, head_dim) or self.tile_shapes(1, None)
-        default = self.default_tile(1, head_dim)
-        ordered = ([default] if default is not None else []) + shapes
+        default first; none for a box-tiling kernel."""
+        if self.tiling != "flat":
+            return []
+        sets = self._sets_for(head_dim) or self._sets_for(None)
+        texts = [t for t in self.default_tiles if len(parse_tile_pair(t)[0]) == 1]
+        ordered = [parse_tile_pair(t) for t in texts] + [x for s in sets for x in s.shapes(1)]
         return list(dict.fromkeys((q[0], kv[0]) for q, kv in ordered))
 
     def supports_head_dim(self, head_dim: int, tile_set: TileSet) -> bool:
@@ -219,6 +221,12 @@ class Kernel(BaseModel):
         return head_dim % self.head_dim_multiple == 0
 
     def tile_sets(self, head_dim: int | None, backward: bool = False) -> list[TileSet]:
+        """The box-tile instantiations for a head dim (none for a flat-tiling kernel)."""
+        if self.tiling == "flat":
+            return []
+        return self._sets_for(head_dim, backward)
+
+    def _sets_for(self, head_dim: int | None, backward: bool = False) -> list[TileSet]:
         sets = self.backward if backward else self.forward
         if head_dim is None:
             return list(sets)
@@ -226,7 +234,8 @@ class Kernel(BaseModel):
 
     def tile_shapes(self, rank: int, head_dim: int | None = None,
                     backward: bool = False) -> list[TileShape]:
-        """Every (Q tile, KV tile) this kernel ships for a rank and head dim, without repeats."""
+        """Every (Q tile, KV tile) this kernel ships for a rank and head dim, without repeats
+        (none for a flat-tiling kernel: its tiles are token counts, :meth:`flat_tiles`)."""
         seen: dict[TileShape, None] = {}
         for s in self.tile_sets(head_dim, backward):
             for shape in s.shapes(rank):
@@ -234,6 +243,8 @@ class Kernel(BaseModel):
         return list(seen)
 
     def default_tile(self, rank: int, head_dim: int | None = None) -> TileShape | None:
+        if self.tiling == "flat":
+            return None
         for text in self.default_tiles:
             q, kv = parse_tile_pair(text)
             if len(q) == rank:
