@@ -13,13 +13,14 @@ from gnasim.advice import block_notes, natten_runs_fmha, plan_notes
 from gnasim.bounds import amdahl, attention_flops, effective_fraction, flops_per_pair
 from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
-from gnasim.model.launch import fast_path
+from gnasim.model.flat_launch import flat_launch_shape
+from gnasim.model.launch import fast_path, flat_config
 from gnasim.model.solve import (BackwardPrediction, RuntimePrediction, predict_backward,
-                               predict_runtime)
-from gnasim.hardware.profile import HardwareProfile, load_profile
+                               predict_launch, predict_runtime, prepare)
+from gnasim.hardware.profile import HardwareProfile, Kernel, load_profile
 from gnasim.hardware.tiles import backward_tiles, resolve_tiles
 from gnasim.plan.flat import FlatPlan, flat_plan
-from gnasim.plan.tiling import KV_TILINGS, TilePlan, tile_plans
+from gnasim.plan.tiling import KV_TILINGS, TilePlan, tile_plan, tile_plans
 from gnasim.plan.backward import BackwardPlan, backward_flops, backward_plan
 
 
@@ -169,23 +170,28 @@ def simulate(config: GNAConfig, hardware: str | HardwareProfile | None = None,
     the kernel's first backward tile shape for the rank and head dim.
 
     ``tiling="flat"`` tiles the row-major flattening of the layout into runs of tokens (what
-    FlexAttention does with a plain mask): ``flat_tiles`` = (Q, KV) tokens, by default the token
-    counts of the box tiles. Flat plans give the exact counts and bounds; they have no runtime
-    prediction and no backward plan yet.
+    FlexAttention does with a plain mask): ``flat_tiles`` = (Q, KV) tokens. With a profile the
+    kernel is its flat-tiling kernel (``flex-flat``) unless one is named, its default flat tiles
+    are that kernel's (128/128), and the runtime is predicted for it; without a profile the
+    default tiles are the token counts of the config's box tiles. Flat plans have no backward
+    plan yet.
     """
     profile = load_profile(hardware) if isinstance(hardware, str) else hardware
+    if tiling not in TILINGS:
+        raise ConfigError(f"tiling: '{tiling}' is not one of {list(TILINGS)}")
+    if tiling == "flat":
+        return _simulate_flat(config, profile, kernel, kv_tiling, flat_tiles, attention_fraction,
+                              full_attention_steps, total_steps, backward)
     kern = profile.kernel(kernel) if profile is not None else None
+    if kern is not None and kern.tiling == "flat":
+        raise ConfigError(f"tiling: kernel '{kern.name}' tiles the row-major flattening of the "
+                          "layout; use tiling='flat' (--tiling flat)")
     config, notes = resolve_tiles(config, kern)
     mode = kv_tiling or (kern.kv_tiling if kern is not None else "static")
     if mode not in KV_TILINGS:
         raise ConfigError(f"kv_tiling: '{mode}' is not one of {list(KV_TILINGS)}")
     if attention_fraction is not None:
         amdahl(1.0, attention_fraction, full_attention_steps, total_steps)  # validates the inputs
-    if tiling not in TILINGS:
-        raise ConfigError(f"tiling: '{tiling}' is not one of {list(TILINGS)}")
-    if tiling == "flat":
-        return _simulate_flat(config, profile, kern, notes, flat_tiles, attention_fraction,
-                              full_attention_steps, total_steps, backward)
     plan, dense_plan = tile_plans([config, config.dense()], mode)
     notes += block_notes(config, kern, mode)
     bwd = None
@@ -239,19 +245,87 @@ def natten_dense_fallback(runtime: RuntimePrediction | None, fmha: Any) -> Runti
                    factors=ones(runtime.factors), speedups=ones(runtime.speedups))
 
 
-def _simulate_flat(config: GNAConfig, profile: HardwareProfile | None, kern: Any,
-                   notes: list[str], flat_tiles: tuple[int, int] | None,
+def flat_kernel(profile: HardwareProfile, kernel: str | None) -> Kernel:
+    """The kernel of a flat prediction: the one named, else the profile's first flat-tiling
+    kernel (``flex-flat``), else its default kernel."""
+    if kernel is not None:
+        return profile.kernel(kernel)
+    return next((k for k in profile.kernels if k.tiling == "flat"), profile.kernel())
+
+
+def flat_tile_sizes(config: GNAConfig, kern: Kernel | None,
+                    flat_tiles: tuple[int, int] | None) -> tuple[tuple[int, int], list[str]]:
+    """(Q tokens, KV tokens) of a flat plan: the ones given, else the flat kernel's default,
+    else the token counts of the box tiles (the config's, or the box kernel's default)."""
+    notes: list[str] = []
+    if flat_tiles is not None:
+        q, kv = flat_tiles
+    elif kern is not None and kern.tiling == "flat":
+        q, kv = kern.flat_tiles(config.head_dim)[0]
+    else:
+        tiled, notes = resolve_tiles(config, kern)
+        q, kv = math.prod(tiled.q_tile), math.prod(tiled.kv_tile)
+    if kern is not None and kern.tiling == "flat":
+        if config.dtype not in kern.dtypes:
+            notes.append(f"kernel {kern.name} does not run dtype {config.dtype} "
+                         f"(runs {', '.join(kern.dtypes)}); simulated anyway")
+        if (q, kv) not in kern.flat_tiles(config.head_dim):
+            notes.append(f"flat tile {q}/{kv} tokens is not shipped by {kern.name}; "
+                         "simulated as given")
+    return (q, kv), notes
+
+
+def flat_runtime(config: GNAConfig, plan: FlatPlan, dense_plan: FlatPlan,
+                 profile: HardwareProfile, kernel: str,
+                 baseline: str | None = None) -> RuntimePrediction:
+    """The runtime prediction of a flat launch, by the solver that predicts box launches.
+
+    The kernel's own dense run (the explanation's reference) is self attention over the
+    flattened sequence with the same tiles; the baseline is the profile's dense kernel. A
+    causal axis of a multi-dimensional layout is no causal mask of the flattened sequence, so
+    such problems have no flat runtime prediction yet.
+    """
+    seq = flat_config(config, (plan.q_tile_tokens, plan.kv_tile_tokens))
+    if seq is None:
+        raise ConfigError("causal: a causal axis of a multi-dimensional layout is not a causal "
+                          "mask of the flattened sequence; the flat runtime model does not "
+                          "cover it yet")
+    prep = prepare(seq, tile_plan(seq.dense(), "static"), profile, kernel, baseline)
+    rk = prep.kernel
+    if rk.kernel is not None and rk.kernel.tiling != "flat":
+        raise ConfigError(f"kernel: '{rk.name}' tiles boxes; a flat runtime prediction needs a "
+                          "flat-tiling kernel (flex-flat)")
+    tile_bound = dense_plan.kv_tiles_visited_max / plan.kv_tiles_visited_max
+    return predict_launch(rk.name, flat_launch_shape(config, plan, rk), prep.side, prep.params,
+                          prep.rates, tile_bound, prep.certainty)
+
+
+def _simulate_flat(config: GNAConfig, profile: HardwareProfile | None, kernel: str | None,
+                   kv_tiling: str | None, flat_tiles: tuple[int, int] | None,
                    attention_fraction: float | None, full_attention_steps: int,
                    total_steps: int | None, backward: bool) -> SimulationResult:
-    """The flat-tiling prediction: exact plans of GNA and of self attention, no runtime."""
+    """The flat-tiling prediction: exact plans of GNA and of self attention, and with a
+    profile the runtime of its flat kernel (``flex-flat`` by default)."""
     if backward:
         raise ConfigError("backward: flat tiling has no backward plan yet; use --tiling multi-dim")
-    q, kv = flat_tiles if flat_tiles is not None else (math.prod(config.q_tile),
-                                                        math.prod(config.kv_tile))
+    if kv_tiling is not None and kv_tiling not in KV_TILINGS:
+        raise ConfigError(f"kv_tiling: '{kv_tiling}' is not one of {list(KV_TILINGS)}")
+    if attention_fraction is not None:
+        amdahl(1.0, attention_fraction, full_attention_steps, total_steps)  # validates the inputs
+    kern = flat_kernel(profile, kernel) if profile is not None else None
+    (q, kv), notes = flat_tile_sizes(config, kern, flat_tiles)
     plan, dense_plan = flat_plan(config, q, kv), flat_plan(config.dense(), q, kv)
-    if profile is not None:
-        notes.append("no runtime prediction: the runtime model covers box (multi-dim) tiling only")
+    runtime = None
+    if kern is not None and kern.tiling != "flat":
+        notes.append(f"no runtime prediction: kernel {kern.name} tiles boxes; the flat runtime "
+                     "model needs a flat-tiling kernel (flex-flat)")
+    elif profile is not None:
+        try:
+            runtime = flat_runtime(config, plan, dense_plan, profile, kern.name)
+        except GnasimError as err:
+            notes.append(f"no runtime prediction: {err}")
     return SimulationResult(config, plan, dense_plan,
                             profile.name if profile is not None else None,
                             kern.name if kern is not None else None,
-                            attention_fraction, full_attention_steps, total_steps, tuple(notes))
+                            attention_fraction, full_attention_steps, total_steps, tuple(notes),
+                            runtime)

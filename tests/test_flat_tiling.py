@@ -1,5 +1,6 @@
 """Flat (1-D) tiling: the interval-arithmetic plan equals the brute-force N x N reference."""
 
+import math
 import time
 from collections import Counter
 
@@ -243,9 +244,11 @@ def test_simulate_and_predict_take_flat_tiling():
     assert (d["q_tile"], d["kv_tile"], d["kv_tiling"]) == ("128", "128", "flat")
     assert d["tile_pairs_visited"] == int(ref.visited.sum()) == 243_000
     assert d["tile_speedup"] == 900 / 270 and d["natten_fast_path"] is False
-    assert "predicted_time_ms" not in d and any("runtime" in n for n in d["notes"])
-    # default flat tiles: the token counts of the kernel's box tiles (h100 3-D: 4x4x8 = 128)
-    assert simulate(cfg, "h100", tiling="flat").plan.q_tile == (128,)
+    assert d["kernel"] == "flex-flat" and math.isfinite(d["predicted_time_ms"])
+    # a box kernel named: bounds only, and its box tiles' token counts (h100 3-D: 4x4x8 = 128)
+    box = simulate(cfg, "h100", kernel="hopper-fna", tiling="flat")
+    assert box.plan.q_tile == (128,) and box.runtime is None
+    assert any("tiles boxes" in n for n in box.notes)
 
     def run(*args):
         return CliRunner().invoke(app, join_multi_values(["predict", "-i", "30", "48", "80", "-w",

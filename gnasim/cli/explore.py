@@ -17,6 +17,7 @@ from gnasim.cli.options import (TileHeadDim,
     KVTiling, OutputFormat, PresetOpt, QTile, guarded, multi_option, print_json, problem_flags,
     single_problem_axes,
 )
+from gnasim.cli.predict import Tiling, flat_tokens
 from gnasim.errors import ConfigError
 
 # -- shared options (the predict flags, here repeatable or optional) -----------------------------
@@ -93,6 +94,11 @@ def sweep(
     kernel: Optional[str] = multi_option(None, "--kernel", "--backend", metavar="NAMES",
                                          help="Kernels of each profile, or 'all' (default: its default)."),
     kv_tiling: Optional[str] = KVTiling,
+    tiling: Optional[str] = typer.Option(
+        None, "--tiling", metavar="MODE",
+        help="multi-dim (box tiles, the default) or flat: runs of tokens of the row-major layout "
+             "(FlexAttention's default path); --q-tile/--kv-tile are then token counts, and "
+             "each row is one simulate() call."),
     dim: Optional[str] = multi_option(None, "-d", "--dim", metavar="DIMS",
                                       help=f"Head dims, e.g. -d 64 128 (default {DEFAULT_DIM}, NATTEN's)."),
     dim_value: Optional[int] = multi_option(None, "--dim-value", metavar="N",
@@ -139,7 +145,7 @@ def sweep(
     data, labels = _cli_mapping(
         input_size=input_size, window_size=window_size, stride=stride, dilation=dilation,
         causal=causal, tiles=tiles, q_tile=q_tile, kv_tile=kv_tile, hardware=hardware,
-        kernel=kernel, kv_tiling=kv_tiling, head_dim=dim, head_dim_v=dim_value, batch=batch_size,
+        kernel=kernel, kv_tiling=kv_tiling, tiling=tiling, head_dim=dim, head_dim_v=dim_value, batch=batch_size,
         heads=heads, heads_kv=heads_kv, dtype=dtype, attention_fraction=attention_fraction,
         full_attention_steps=full_attention_steps, total_steps=total_steps,
         bounds_only=bounds_only or None)
@@ -212,6 +218,24 @@ class Objective(str, Enum):
     time_with_permute = "time-with-permute"
 
 
+TilingOpt = typer.Option(
+    Tiling.multi_dim, "--tiling",
+    help="multi-dim: box tiles (NATTEN); flat: runs of tokens of the row-major layout "
+         "(FlexAttention's default path); --q-tile/--kv-tile are then token counts.")
+
+
+def _flat_tiles(tiling: Tiling, q_tile: Optional[str], kv_tile: Optional[str]):
+    """Under flat tiling, ``--q-tile/--kv-tile`` as token counts (and no box tiles)."""
+    if tiling != Tiling.flat:
+        return None, q_tile, kv_tile
+    if (q_tile is None) != (kv_tile is None):
+        raise ConfigError("q_tile/kv_tile: give the Q and the KV tile together "
+                          "(--q-tile, --kv-tile)")
+    if q_tile is None:
+        return None, None, None
+    return (flat_tokens(q_tile, "q_tile"), flat_tokens(kv_tile, "kv_tile")), None, None
+
+
 @guarded
 def recommend(
     input_size: Optional[str] = multi_option(None, "-i", "--input-size", metavar="AXES",
@@ -251,10 +275,12 @@ def recommend(
         help="Initial diffusion steps kept as full attention (with --attention-fraction)."),
     total_steps: Optional[int] = typer.Option(None, "--total-steps", metavar="N",
                                               help="Total diffusion steps."),
+    tiling: Tiling = TilingOpt,
     fmt: OutputFormat = Format,
 ) -> None:
     """Strides (and with --all-tiles tile shapes) ranked by predicted time, or the paper's
     Pareto set by tile bound (--objective bound)."""
+    from gnasim.explore.flat_search import recommend_flat
     from gnasim.explore.recommend import (check_objective, default_objective, propose_windows,
                                           ranked_records, recommend as run_recommend,
                                           tile_candidates, time_searches)
@@ -264,15 +290,27 @@ def recommend(
     if attention_fraction is None and (full_attention_steps or total_steps is not None):
         raise ConfigError("full_attention_steps/total_steps: give --attention-fraction too "
                           "(they weight the end-to-end Amdahl speedup)")
+    flat_tiles, q_tile, kv_tile = _flat_tiles(tiling, q_tile, kv_tile)
+    if flat_tiles is not None or tiling == Tiling.flat:
+        if target_sparsity is not None:
+            raise ConfigError("target_sparsity: window proposals rank box tiles; drop "
+                              "--tiling flat")
     profile = _profile(hardware)
-    goal = check_objective(objective.value if objective else default_objective(profile), profile)
+    if tiling == Tiling.flat:
+        if objective is not None and objective != Objective.bound:
+            raise ConfigError("objective: --tiling flat ranks strides by tile bound; use "
+                              "--objective bound (time objectives rank box tiles)")
+        goal = "bound"
+    else:
+        goal = check_objective(objective.value if objective else default_objective(profile),
+                               profile)
     window_size = p["window_size"]
     proposals = []
     if window_size is None and target_sparsity is None:
         raise ConfigError("window_size: give -w/--window-size, or --target-sparsity to propose windows")
     base = _base_config(p["input_size"], window_size, "1", p["dilation"], causal, q_tile, kv_tile,
                         p["dim"], dtype).replace(heads=p["heads"], batch=batch_size)
-    kern = profile.kernel(kernel) if profile is not None else None
+    kern = profile.kernel(kernel) if profile is not None and tiling != Tiling.flat else None
     mode = kv_tiling or (kern.kv_tiling if kern is not None else "static")
     candidates: list[Any] = []
     if target_sparsity is not None:
@@ -286,6 +324,10 @@ def recommend(
         candidates = [base]
     results = []
     for cfg in candidates:
+        if tiling == Tiling.flat:
+            results.append(recommend_flat(cfg, profile, kernel, all_tiles, flat_tiles,
+                                          attention_fraction, full_attention_steps, total_steps))
+            continue
         results.append(run_recommend(cfg, profile, kernel, kv_tiling, all_tiles, attention_fraction,
                                      full_attention_steps, total_steps))
     if goal != "bound":
@@ -323,6 +365,7 @@ class PlotKind(str, Enum):
     stride_heatmap = "stride-heatmap"
     pareto = "pareto"
     sparsity = "sparsity"
+    curse = "curse"
 
 
 class PlotlyJs(str, Enum):
@@ -341,7 +384,9 @@ PlotlyJsOpt = typer.Option(
 
 @guarded
 def plot(
-    kind: PlotKind = typer.Argument(..., help="tile-map, stride-heatmap, pareto or sparsity."),
+    kind: PlotKind = typer.Argument(
+        ..., help="tile-map, stride-heatmap, pareto, sparsity or curse (flat vs box tiling "
+                  "over a range of windows)."),
     input_size: Optional[str] = multi_option(None, "-i", "--input-size", metavar="AXES",
                                              callback=single_problem_axes,
                                              help="Token layout, e.g. -i 30 48 80 (or --preset)."),
@@ -371,12 +416,19 @@ def plot(
                                             help="tile-map: key index on each axis not drawn (per axis)."),
     group: Optional[str] = multi_option(None, "--group", metavar="AXES",
                                         callback=single_problem_axes, help="tile-map: dilation group per axis (default 0)."),
-    points: int = typer.Option(24, "--points", metavar="N", help="sparsity: number of windows."),
+    points: int = typer.Option(24, "--points", metavar="N",
+                               help="sparsity, curse: number of windows."),
+    curse_windows: Optional[str] = multi_option(
+        None, "--curse-windows", metavar="WINDOWS",
+        help="curse: windows drawn, e.g. 6x8x8 12x16x16, or cube sizes 8 16 32 (capped at each "
+             "axis); default --points cube sizes up to the longest axis. -s window: blocked."),
+    tiling: Tiling = TilingOpt,
     out: str = typer.Option(..., "--out", "-o", metavar="FILE", help="HTML file to write."),
     png: Optional[str] = typer.Option(None, "--png", metavar="FILE", help="Also write a PNG (needs kaleido)."),
     plotly_js: PlotlyJs = PlotlyJsOpt,
 ) -> None:
-    """Interactive plotly HTML: tile map, stride heatmap, Pareto front or speedup vs sparsity."""
+    """Interactive plotly HTML: tile map, stride heatmap, Pareto front, speedup vs sparsity, or
+    the curse of multi-dimensionality (flat against box tiling)."""
     from gnasim.config import parse_ints
     from gnasim.config import format_tile
     from gnasim.errors import require_extra
@@ -387,6 +439,11 @@ def plot(
                       dilation=dilation, dim=dim)
     input_size, window_size, stride, dilation, dim = (
         p["input_size"], p["window_size"], p["stride"], p["dilation"], p["dim"])
+    if kind == PlotKind.curse or tiling == Tiling.flat:
+        _plot_flat(kind, input_size, window_size, stride, dilation, causal, q_tile, kv_tile,
+                   hardware, kernel, kv_tiling, dim, points, curse_windows, out, png,
+                   plotly_js.value)
+        return
     profile = _profile(hardware)
     kern = profile.kernel(kernel) if profile is not None else None
     mode = kv_tiling or (kern.kv_tiling if kern is not None else "static")
@@ -420,3 +477,92 @@ def plot(
                f"{js})")
     for note in notes:
         typer.echo(f"note: {note}")
+
+
+def _curse_windows(text: Optional[str], input_size: tuple[int, ...],
+                   points: int) -> list[tuple[int, ...]]:
+    """Windows of the curse plot: ``AxBxC`` windows or cube sizes, else ``points`` cube sizes
+    spread geometrically from 2 to the longest axis."""
+    from gnasim.config import parse_ints
+    from gnasim.plots_flat import cube_windows
+
+    if text is None:
+        if points < 1:
+            raise ConfigError(f"points: must be >= 1, got {points}")
+        top = max(input_size)
+        sizes = sorted({max(2, round(2 * (top / 2) ** (i / max(points - 1, 1))))
+                        for i in range(points)})
+        return list(dict.fromkeys(cube_windows(input_size, sizes)))
+    out = []
+    for token in text.split():
+        values = parse_ints(token, "curse_windows")
+        if len(values) not in (1, len(input_size)):
+            raise ConfigError(f"curse_windows: window '{token}' has {len(values)} axes, "
+                              f"input_size has {len(input_size)}")
+        if len(values) > 1 and not all(2 <= k <= L for k, L in zip(values, input_size)):
+            raise ConfigError(f"curse_windows: window '{token}' must be 2..input_size per axis")
+        if len(values) == 1 and values[0] < 2:
+            raise ConfigError(f"curse_windows: cube size {values[0]} must be >= 2")
+        out += cube_windows(input_size, values) if len(values) == 1 else [values]
+    return list(dict.fromkeys(out))
+
+
+def _plot_flat(kind: PlotKind, input_size: str, window_size: Optional[str], stride: str,
+               dilation: str, causal: str, q_tile: Optional[str], kv_tile: Optional[str],
+               hardware: str, kernel: Optional[str], kv_tiling: Optional[str], dim: int,
+               points: int, curse_windows: Optional[str], out: str, png: Optional[str],
+               plotly_js: str = "cdn") -> None:
+    """The plots of flat tiling: the curse (flat against box tiles over windows) and the
+    Pareto front of the flat stride search."""
+    from gnasim import plots
+    from gnasim.config import format_tile, parse_ints
+    from gnasim.prediction import flat_kernel
+
+    if kind not in (PlotKind.curse, PlotKind.pareto):
+        raise ConfigError(f"tiling: the {kind.value} plot draws box tile plans; flat tiling "
+                          "draws curse and pareto")
+    if png is not None and not plots.kaleido_available():
+        raise ConfigError("png: writing PNG needs the kaleido package (pip install kaleido); "
+                          "nothing was written")
+    profile = _profile(hardware)
+    flat_tiles, _, _ = _flat_tiles(Tiling.flat, q_tile, kv_tile)
+    if kind == PlotKind.pareto:
+        from gnasim.explore.flat_search import recommend_flat
+
+        if window_size is None:
+            raise ConfigError("window_size: required for the pareto plot (-w/--window-size)")
+        cfg = _base_config(input_size, window_size, "1", dilation, causal, None, None, dim, "fp16")
+        (search,) = recommend_flat(cfg, profile, kernel, flat_tiles=flat_tiles)
+        written = plots.write_figure(plots.pareto_figure(search), out, png, plotly_js)
+        typer.echo(f"plot: wrote {', '.join(str(p) for p in written)} (pareto, flat tiles Q "
+                   f"{format_tile(search.config.q_tile)} / KV {format_tile(search.config.kv_tile)} "
+                   "tokens)")
+        for note in search.notes:
+            typer.echo(f"note: {note}")
+        return
+    from gnasim.plots_flat import curse_figure
+
+    layout = parse_ints(input_size, "input_size")
+    windows = _curse_windows(curse_windows, layout, points)
+    blocked = stride.strip().lower() == "window"
+    flat_kern = flat_kernel(profile, None) if profile is not None else None
+    if flat_tiles is None:
+        flat_tiles = flat_kern.flat_tiles(dim)[0] if flat_kern is not None and \
+            flat_kern.tiling == "flat" else (128, 128)
+    box_tiles, mode = [], kv_tiling or "static"
+    if profile is not None:
+        box = profile.kernel(kernel) if kernel is not None else profile.kernel()
+        if box.tiling == "flat":
+            raise ConfigError(f"kernel: '{box.name}' tiles flat; the curse plot's box tiles come "
+                              "from a box kernel (--kernel hopper-fna, ...)")
+        tile = box.default_tile(len(layout), dim)
+        if tile is not None:
+            box_tiles, mode = [tile], kv_tiling or box.kv_tiling
+    fig = curse_figure(layout, windows, stride="window" if blocked else stride,
+                       dilation=dilation, causal=causal, flat_tiles=[flat_tiles],
+                       box_tiles=box_tiles, kv_tiling=mode)
+    written = plots.write_figure(fig, out, png, plotly_js)
+    shown = [f"flat {flat_tiles[0]}/{flat_tiles[1]} tokens"] + \
+        [f"box {format_tile(q)}/{format_tile(kv)}" for q, kv in box_tiles]
+    typer.echo(f"plot: wrote {', '.join(str(p) for p in written)} (curse, {len(windows)} "
+               f"windows, {', '.join(shown)})")

@@ -238,7 +238,7 @@ def predict(
             raise ConfigError("tiling: --dry-run and --optimize rank the kernels' box tiles; "
                               "drop --tiling flat")
         if q_tile is not None and kv_tile is not None:
-            flat_tiles = (_flat_tokens(q_tile, "q_tile"), _flat_tokens(kv_tile, "kv_tile"))
+            flat_tiles = (flat_tokens(q_tile, "q_tile"), flat_tokens(kv_tile, "kv_tile"))
             q_tile = kv_tile = None
 
     if dry_run and optimize_:
@@ -318,7 +318,7 @@ def predict(
         render_optimize(extra["optimize"], extra.get("optimize_backward"))
 
 
-def _flat_tokens(text: str, name: str) -> int:
+def flat_tokens(text: str, name: str) -> int:
     """One token count for a flat tile (``--q-tile 128``)."""
     from gnasim.config import parse_ints
 
@@ -334,13 +334,18 @@ def _with_choice(result: Any, profile: Any, choice: natten.Choice) -> Any:
         return result
     from gnasim.advice import natten_runs_fmha
     from gnasim.model.solve import predict_runtime
-    from gnasim.prediction import natten_dense_fallback
+    from gnasim.plan.flat import FlatPlan
+    from gnasim.prediction import flat_runtime, natten_dense_fallback
 
     c = result.config
-    runtime = natten_dense_fallback(
-        predict_runtime(c, result.plan, result.dense_plan, profile, result.kernel,
-                        baseline=choice.baseline),
-        natten_runs_fmha(c.input_size, c.window_size, c.causal))
+    if isinstance(result.plan, FlatPlan):
+        runtime = flat_runtime(c, result.plan, result.dense_plan, profile, result.kernel,
+                               baseline=choice.baseline)
+    else:
+        runtime = natten_dense_fallback(
+            predict_runtime(c, result.plan, result.dense_plan, profile, result.kernel,
+                            baseline=choice.baseline),
+            natten_runs_fmha(c.input_size, c.window_size, c.causal))
     if choice.fmha_kernel is not None:
         runtime = replace(runtime, notes=tuple(natten.fmha_note(
             choice.fmha or "", choice.fmha_kernel, list(runtime.notes))))

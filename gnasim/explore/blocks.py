@@ -24,8 +24,10 @@ from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import load_profile
 from gnasim.hardware.tiles import resolve_tiles
 from gnasim.explore.grid import AxisGrid, SweepSpec, axis_values, broadcast_grid, axis_rule
-from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, EXACT_FLOAT, INT64_MAX
+from gnasim.explore.flat_rows import flat_kernels, flat_tile_candidates
+from gnasim.explore.keys import DEFAULT_CHUNK_ROWS, EXACT_FLOAT, FLAT_CHUNK_ROWS, INT64_MAX
 from gnasim.model.solve import DenseSide, Prepared, prepare
+from gnasim.prediction import flat_tile_sizes
 from gnasim.plan.stats import STATS, STAT_INDEX, axis_stats_many
 from gnasim.plan.tiling import axis_plans, tile_plans
 from gnasim import record
@@ -73,6 +75,7 @@ class Block:
     notes: tuple[str, ...] = ()         # every row's notes (plus its dense side's)
     runtime: BlockRuntime | None = None
     parts: frozenset[str] = frozenset({"plan", "notes"})   # record parts of its rows
+    flat: bool = False                  # flat tiling: tiles are token counts, rows via simulate
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -106,6 +109,8 @@ class SweepPlan:
 
 
 def _kernels(spec: SweepSpec, profile: Any) -> list[Any]:
+    if spec.tiling == "flat":
+        return flat_kernels(spec, profile)
     if profile is None:
         return [None]
     if spec.kernel == "all":
@@ -180,7 +185,9 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
                 for layout in layouts:
                     rank = len(layout)
                     where = f"{hw}/{kern.name}" if kern is not None else "no hardware"
-                    tiles = _tile_candidates(spec, kern, rank, hd, skipped, where)
+                    tiles = (flat_tile_candidates(spec, kern, rank, hd, skipped, where)
+                             if spec.tiling == "flat"
+                             else _tile_candidates(spec, kern, rank, hd, skipped, where))
                     grids = {}
                     for key in ("window_size", "stride", "dilation", "causal"):
                         gs = []
@@ -197,7 +204,7 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
                             grids["causal"]):
                         blk, total, bad = _make_block(hw, kern, mode, hd, layout, q, kv,
                                                       (wg, sg, dg, cg), spec.attention_fraction,
-                                                      _per_pair(spec, hd))
+                                                      _per_pair(spec, hd), spec.tiling == "flat")
                         combinations += total * nf
                         for reason, n in bad.items():
                             invalid[reason] += n * nf
@@ -212,9 +219,16 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
 
 def _finish_block(spec: SweepSpec, blk: Block, profile: Any, kern: Any) -> None:
     """Row 0's config, the block's notes, its runtime model and its record parts."""
-    blk.config, notes = resolve_tiles(_row_config(spec, blk, 0), kern)
-    notes += block_notes(blk.config, kern, blk.mode)     # the rows' own: ChunkRow.notes
     parts = {"plan", "notes"} | ({"fraction"} if spec.attention_fraction else set())
+    if blk.flat:                        # rows come from simulate(): notes and parts only
+        blk.config = row_config(spec, blk, 0)
+        _, notes = flat_tile_sizes(blk.config, kern, (blk.q_tile[0], blk.kv_tile[0]))
+        if profile is not None and not spec.bounds_only and kern.tiling == "flat":
+            parts |= {"runtime"} | ({"runtime_fraction"} if spec.attention_fraction else set())
+        blk.notes, blk.parts = tuple(notes), frozenset(parts)
+        return
+    blk.config, notes = resolve_tiles(row_config(spec, blk, 0), kern)
+    notes += block_notes(blk.config, kern, blk.mode)     # the rows' own: ChunkRow.notes
     if profile is not None and not spec.bounds_only:
         try:
             blk.runtime = _block_runtime(blk, profile)
@@ -264,8 +278,9 @@ def causal_codes(blk: Block, idx: tuple[np.ndarray, ...] | None = None) -> np.nd
     return out
 
 
-def _make_block(hw, kern, mode, hd, layout, q, kv, grids, fractions, per_pair):
-    """The per-axis options of one block, their statistics, and invalid counts."""
+def _make_block(hw, kern, mode, hd, layout, q, kv, grids, fractions, per_pair, flat=False):
+    """The per-axis options of one block, their statistics (none for flat tiling), and
+    invalid counts."""
     wg, sg, dg, cg = grids
     rank = len(layout)
     opts, stats, totals, bad_axes = [], [], [], []
@@ -295,6 +310,10 @@ def _make_block(hw, kern, mode, hd, layout, q, kv, grids, fractions, per_pair):
             bad_total[reason] += before * n * after
     if any(len(o) == 0 for o in opts):
         return None, math.prod(totals), bad_total
+    if flat:
+        blk = Block(hw, kern.name if kern is not None else None, "flat", hd, tuple(layout),
+                    tuple(q), tuple(kv), opts, [], tuple(fractions), flat=True)
+        return blk, math.prod(totals), bad_total
     keys = [(layout[d], int(K), int(S), int(D), bool(c), q[d], kv[d], mode)
             for d in range(rank) for K, S, D, c in opts[d]]
     flat = axis_stats_many(keys)
@@ -324,13 +343,15 @@ def _per_pair(spec: SweepSpec, head_dim: int) -> int:
     return flops_per_pair(spec.batch, spec.heads, head_dim, hdv)
 
 
-def _row_config(spec: SweepSpec, blk: Block, row: int) -> GNAConfig:
+def row_config(spec: SweepSpec, blk: Block, row: int) -> GNAConfig:
     combo = row // blk.n_fracs
     idx = np.unravel_index(combo, blk.shape)
     o = [blk.opts[d][idx[d]] for d in range(len(blk.layout))]
     return GNAConfig(input_size=blk.layout, window_size=tuple(int(v[0]) for v in o),
                      stride=tuple(int(v[1]) for v in o), dilation=tuple(int(v[2]) for v in o),
-                     causal=tuple(bool(v[3]) for v in o), q_tile=blk.q_tile, kv_tile=blk.kv_tile,
+                     causal=tuple(bool(v[3]) for v in o),
+                     q_tile=None if blk.flat else blk.q_tile,
+                     kv_tile=None if blk.flat else blk.kv_tile,
                      batch=spec.batch, heads=spec.heads, heads_kv=spec.heads_kv,
                      head_dim=blk.head_dim, head_dim_v=spec.head_dim_v, dtype=spec.dtype)
 
@@ -339,14 +360,16 @@ def _row_config(spec: SweepSpec, blk: Block, row: int) -> GNAConfig:
 
 def iter_chunks(plan: SweepPlan, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                 start: int = 0) -> Iterator[tuple[int, int, int]]:
-    """(block, lo, hi) pieces covering global rows ``start..`` in order, each <= chunk_rows."""
+    """(block, lo, hi) pieces covering global rows ``start..`` in order, each <= chunk_rows
+    (<= FLAT_CHUNK_ROWS in flat blocks, whose rows cost a plan each)."""
     base = 0
     for bi, blk in enumerate(plan.blocks):
         end = base + blk.rows
+        step = min(chunk_rows, FLAT_CHUNK_ROWS) if blk.flat else chunk_rows
         if end > start:
             lo = max(start - base, 0)
             while lo < blk.rows:
-                hi = min(lo + chunk_rows, blk.rows)
+                hi = min(lo + step, blk.rows)
                 yield bi, lo, hi
                 lo = hi
         base = end

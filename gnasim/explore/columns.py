@@ -13,7 +13,7 @@ import itertools
 import math
 import weakref
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -21,13 +21,14 @@ from gnasim import record
 from gnasim.bounds import effective_fraction, flops_per_pair
 from gnasim.advice import fmha_rows, row_notes
 from gnasim.errors import GnasimError, require_extra
-from gnasim.explore.blocks import Block, SweepPlan, causal_codes
+from gnasim.explore.blocks import Block, SweepPlan, causal_codes, row_config
 from gnasim.explore.keys import INT64_MAX
 from gnasim.config import format_tile
 from gnasim.model.launch import AxisFacts, build_launch
 from gnasim.model.solve import DenseSide, RuntimePrediction, predict_launch
 from gnasim.prediction import natten_dense_fallback
 from gnasim.plan.stats import STAT_INDEX
+from gnasim.prediction import simulate
 
 
 def arrow_modules(compute: bool = False):
@@ -292,6 +293,9 @@ def compute_chunk(plan: SweepPlan, bi: int, lo: int, hi: int, fmt: str = "parque
     pa, _ = arrow_modules()
     blk = plan.blocks[bi]
     keys = list(plan.columns if keys is None else keys)
+    if blk.flat:        # flat tiling: no per-axis products, each row through simulate()
+        return compute_flat_chunk(blk, range(lo, hi), lambda r: row_config(plan.spec, blk, r),
+                                  plan.spec, keys, fmt)
     n = hi - lo
     r = np.arange(lo, hi, dtype=np.int64)
     combo = r // blk.n_fracs
@@ -305,3 +309,61 @@ def compute_chunk(plan: SweepPlan, bi: int, lo: int, hi: int, fmt: str = "parque
         else:
             arrays.append(pa.nulls(n, column_type(key, fmt)))
     return pa.Table.from_arrays(arrays, names=keys)
+
+
+def compute_flat_chunk(blk: Any, rows: Sequence[int], row_config: Callable[[int], Any],
+                       spec: Any, keys: Sequence[str], fmt: str):
+    """Rows of a flat block as a pyarrow Table: each row's ``simulate`` record, its columns in
+    ``keys`` (a record part the block does not have, or a row's missing runtime, is null)."""
+    pa, _ = arrow_modules()
+    values: dict[str, list[Any]] = {k: [] for k in keys}
+    fractions = blk.fractions
+    identity = _flat_identity(blk)
+    identity_only = set(keys) <= set(identity)     # resume checks: no plan needed
+    for r in rows:
+        cfg = row_config(r)
+        fraction = fractions[r % blk.n_fracs] if fractions else None
+        if identity_only:
+            for k in keys:
+                values[k].append(identity[k](cfg, fraction))
+            continue
+        profiled = blk.hardware is not None and not spec.bounds_only
+        res = simulate(cfg, blk.hardware if profiled else None,
+                       kernel=blk.kernel if profiled else None, tiling="flat",
+                       flat_tiles=(blk.q_tile[0], blk.kv_tile[0]), attention_fraction=fraction,
+                       full_attention_steps=spec.full_attention_steps,
+                       total_steps=spec.total_steps)
+        rec = record.flatten_record(res.to_dict())
+        rec["hardware"], rec["kernel"] = blk.hardware, blk.kernel
+        rec["notes"] = list(dict.fromkeys(list(blk.notes) + rec.get("notes", [])))
+        for k in keys:
+            values[k].append(rec.get(k))
+    arrays = []
+    for k in keys:
+        col = record.BY_NAME[k]
+        vals = values[k]
+        if col.part not in blk.parts:
+            arrays.append(pa.nulls(len(vals), column_type(k, fmt)))
+        elif col.dtype == "notes" and fmt == "csv":
+            arrays.append(pa.array(["; ".join(v) for v in vals], pa.string()))
+        else:
+            arrays.append(pa.array(vals, column_type(k, fmt)))
+    return pa.Table.from_arrays(arrays, names=list(keys))
+
+
+def _flat_identity(blk: Block) -> dict[str, Callable[[Any, Any], Any]]:
+    """The identity columns of a flat block's row, from its config and attention share (as
+    ``simulate().to_dict()`` writes them)."""
+    axes = lambda name: (lambda c, f: format_tile(getattr(c, name)))
+    return {
+        "hardware": lambda c, f: blk.hardware, "kernel": lambda c, f: blk.kernel,
+        "input_size": axes("input_size"), "window_size": axes("window_size"),
+        "stride": axes("stride"), "dilation": axes("dilation"),
+        "causal": lambda c, f: "x".join(str(int(v)) for v in c.causal),
+        "q_tile": lambda c, f: format_tile(blk.q_tile),
+        "kv_tile": lambda c, f: format_tile(blk.kv_tile), "kv_tiling": lambda c, f: blk.mode,
+        "batch": lambda c, f: c.batch, "heads": lambda c, f: c.heads,
+        "heads_kv": lambda c, f: c.kv_heads, "head_dim": lambda c, f: c.head_dim,
+        "head_dim_v": lambda c, f: c.dim_v, "dtype": lambda c, f: c.dtype,
+        "attention_fraction": lambda c, f: f,
+    }

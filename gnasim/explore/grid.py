@@ -15,6 +15,7 @@ from gnasim.config import GNAConfig, parse_tile_pair
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.hardware.profile import load_profile
 from gnasim.plan.tiling import KV_TILINGS
+from gnasim.prediction import TILINGS
 
 
 
@@ -191,6 +192,13 @@ def _parse_tiles(value: Any, name: str) -> str | tuple:
     return tuple(dict.fromkeys(pairs))
 
 
+def _parse_tiling(value: Any, name: str) -> str:
+    text = str(value).strip().lower()
+    if text not in TILINGS:
+        raise ConfigError(f"{name}: '{value}' is not one of {list(TILINGS)}")
+    return text
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep grid (see the module docstring for the per-axis syntax)."""
@@ -216,6 +224,7 @@ class SweepSpec:
     full_attention_steps: int = 0
     total_steps: int | None = None
     bounds_only: bool = False                  # skip the runtime model's per-row columns
+    tiling: str = "multi-dim"                  # or "flat": q_tile/kv_tile are token counts
 
 
 # spec keys (canonical name first) and accepted aliases
@@ -241,6 +250,7 @@ SPEC_KEYS = {
     "full_attention_steps": ("full_attention_steps", "full-attention-steps"),
     "total_steps": ("total_steps", "total-steps"),
     "bounds_only": ("bounds_only", "bounds-only"),
+    "tiling": ("tiling",),
     "out": ("out",),
 }
 _ALIAS = {alias: key for key, aliases in SPEC_KEYS.items() for alias in aliases}
@@ -336,6 +346,14 @@ def spec_from_mapping(data: dict[str, Any], where: str | None = None,
         if not isinstance(data["bounds_only"], bool):
             raise ConfigError(f"{prefix('bounds_only')}: expected true or false, got {data['bounds_only']!r}")
         kw["bounds_only"] = data["bounds_only"]
+    if data.get("tiling") is not None:
+        kw["tiling"] = parse("tiling", _parse_tiling)
+        if kw["tiling"] == "flat":
+            for key in ("q_tile", "kv_tile"):
+                for g in kw.get(key, ()):
+                    if len(g) != 1:
+                        raise ConfigError(f"{prefix(key)}: flat tiling takes token counts (one "
+                                          f"value set per tile, e.g. 64,128), got {len(g)} axes")
     spec = SweepSpec(**kw)
     # scalar fields: validated once by the real config model, so the rules cannot drift
     for hd in spec.head_dim:

@@ -219,7 +219,8 @@ def recommend(config: GNAConfig, profile: HardwareProfile | None = None,
               kernel: str | None = None, kv_tiling: str | None = None, all_tiles: bool = False,
               attention_fraction: float | None = None, full_attention_steps: int = 0,
               total_steps: int | None = None) -> list[StrideSearch]:
-    """One stride search per tile shape (the kernel's default, the config's, or all shipped)."""
+    """One stride search per tile shape (the kernel's default, the config's, or all shipped).
+    Flat tiling: :func:`gnasim.explore.flat_search.recommend_flat`."""
     from gnasim.hardware.tiles import resolve_tiles
 
     kern = profile.kernel(kernel) if profile is not None else None

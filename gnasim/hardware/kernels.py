@@ -3,6 +3,10 @@
 A kernel's tile sets are listed explicitly per rank (``rank2 = ["8x8/16x8"]``) or generated from
 the instantiation's GEMM shape by a rule (``generate = "equal"``). The tables are data: one file
 per architecture under ``hardware_profiles/kernels/``, named by the GPU files that run them.
+
+A kernel with ``tiling = "flat"`` tiles the row-major flattening of any layout into runs of
+tokens (FlexAttention with a plain ``mask_mod``): its tiles are token counts, listed as rank-1
+tile sets (``rank1 = ["128/128"]``), and it permutes no tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from gnasim.hardware.ranges import (MAX_GENERATED_SHAPES, MAX_TILE_TOKENS, bound
 
 TileShape = TilePair
 GenerateRule = Literal["equal", "kv-pow2-multiple", "one-axis-doubled", "any"]
+Tiling = Literal["multi-dim", "flat"]
 
 # Head dims: the widest any attention kernel here accepts is 512 (power-of-two dispatch); 1,024
 # leaves room without admitting nonsense.
@@ -163,6 +168,8 @@ class Kernel(BaseModel):
     default_tiles: list[str] = Field(default_factory=list)
     forward: list[TileSet]
     backward: list[TileSet] = Field(default_factory=list)
+    # multi-dim: box tiles per axis of the layout; flat: runs of tokens of its flattening
+    tiling: Tiling = "multi-dim"
 
     @model_validator(mode="after")
     def _check(self) -> "Kernel":
@@ -170,12 +177,38 @@ class Kernel(BaseModel):
             check_tile_text(text)
         if not self.forward:
             raise ValueError(f"kernel '{self.name}' lists no forward tile sets")
+        if self.tiling == "flat":
+            self._check_flat()
         if self.head_dim_dispatch in ("exact", "round-up"):
             for s in self.forward + self.backward:
                 if not s.head_dims:
                     raise ValueError(f"kernel '{self.name}': head_dim_dispatch = "
                                      f"'{self.head_dim_dispatch}' needs head_dims on every tile set")
         return self
+
+    def _check_flat(self) -> None:
+        """A flat kernel's tiles are token counts (rank 1) and it permutes nothing."""
+        if self.token_permute:
+            raise ValueError(f"kernel '{self.name}': tiling = 'flat' permutes no tokens; "
+                             "set token_permute = false")
+        for s in self.forward + self.backward:
+            if s.rank2 or s.rank3:
+                raise ValueError(f"kernel '{self.name}': tiling = 'flat' takes token counts "
+                                 "(rank1 tile lists), not rank2/rank3 tiles")
+        for text in self.default_tiles:
+            if len(parse_tile_pair(text)[0]) != 1:
+                raise ValueError(f"kernel '{self.name}': tiling = 'flat' default_tiles are token "
+                                 f"counts like '128/128', got '{text[:80]}'")
+
+    def flat_tiles(self, head_dim: int | None = None) -> list[tuple[int, int]]:
+        """(Q tokens, KV tokens) of every flat tile this kernel ships (its rank-1 tiles), the
+        default first; none for a box-tiling kernel."""
+        if self.tiling != "flat":
+            return []
+        sets = self._sets_for(head_dim) or self._sets_for(None)
+        texts = [t for t in self.default_tiles if len(parse_tile_pair(t)[0]) == 1]
+        ordered = [parse_tile_pair(t) for t in texts] + [x for s in sets for x in s.shapes(1)]
+        return list(dict.fromkeys((q[0], kv[0]) for q, kv in ordered))
 
     def supports_head_dim(self, head_dim: int, tile_set: TileSet) -> bool:
         dims = tile_set.head_dims
@@ -188,6 +221,12 @@ class Kernel(BaseModel):
         return head_dim % self.head_dim_multiple == 0
 
     def tile_sets(self, head_dim: int | None, backward: bool = False) -> list[TileSet]:
+        """The box-tile instantiations for a head dim (none for a flat-tiling kernel)."""
+        if self.tiling == "flat":
+            return []
+        return self._sets_for(head_dim, backward)
+
+    def _sets_for(self, head_dim: int | None, backward: bool = False) -> list[TileSet]:
         sets = self.backward if backward else self.forward
         if head_dim is None:
             return list(sets)
@@ -195,7 +234,8 @@ class Kernel(BaseModel):
 
     def tile_shapes(self, rank: int, head_dim: int | None = None,
                     backward: bool = False) -> list[TileShape]:
-        """Every (Q tile, KV tile) this kernel ships for a rank and head dim, without repeats."""
+        """Every (Q tile, KV tile) this kernel ships for a rank and head dim, without repeats
+        (none for a flat-tiling kernel: its tiles are token counts, :meth:`flat_tiles`)."""
         seen: dict[TileShape, None] = {}
         for s in self.tile_sets(head_dim, backward):
             for shape in s.shapes(rank):
@@ -203,6 +243,8 @@ class Kernel(BaseModel):
         return list(seen)
 
     def default_tile(self, rank: int, head_dim: int | None = None) -> TileShape | None:
+        if self.tiling == "flat":
+            return None
         for text in self.default_tiles:
             q, kv = parse_tile_pair(text)
             if len(q) == rank:

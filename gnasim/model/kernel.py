@@ -120,11 +120,13 @@ def resolve_kernel(profile: HardwareProfile, name: str | None = None, masking: s
     rm = runtime_model(profile)
     by_name = {k.name: k for k in profile.kernels}
     key = _model_key(profile, name)
-    kern = by_name.get(key) if key else None
-    if key is None:
-        kern = by_name.get(name) or by_name.get(name.lower().removeprefix("natten-"))
-        if kern is not None:
-            key = _model_key(profile, kern.name)
+    # the profile's own kernel of that name first: a family may cover several kernels
+    # (flex-fna and flex-flat are one Triton kernel, tiled two ways)
+    kern = by_name.get(name) or by_name.get(name.lower().removeprefix("natten-"))
+    if kern is None and key is not None:
+        kern = by_name.get(key)
+    if key is None and kern is not None:
+        key = _model_key(profile, kern.name)
     if kv_tiling and kv_tiling not in ("static", "dynamic"):
         raise ConfigError(f"kv_tiling: '{kv_tiling}' is not one of ['static', 'dynamic']")
     if key is not None:
