@@ -37,7 +37,7 @@ def test_sweep_cli_rows_equal_simulate(tmp_path):
     df = pd.read_csv(out)
     assert set(df["kv_tiling"]) == {"flat"} and set(df["kernel"]) == {"flex-flat"}
     for _, row in df.iterrows():
-        cfg = GNAConfig(input_size=(16, 24), window_size=(5, 7), stride=row["stride"],
+        cfg = GNAConfig(input_size=(16, 24), window_size=(5, 7), stride=row["stride"], head_dim=64,
                         causal=tuple(int(c) for c in row["causal"].split("x")))
         rec = flatten_record(simulate(cfg, "h100", tiling="flat",
                                       flat_tiles=(int(row["q_tile"]), int(row["kv_tile"])))
