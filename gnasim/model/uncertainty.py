@@ -147,12 +147,14 @@ class Certainty:
         """One line for a prediction that is not calibrated on this GPU."""
         if self.status == "calibrated":
             return None
+        weak = self.kernel if self.kernel.status != "calibrated" else self.baseline
         if self.kernel.status == "datasheet-only" or self.baseline.status == "datasheet-only":
-            who = self.kernel.family if self.kernel.status == "datasheet-only" else self.baseline.family
-            return (f"datasheet-only: no measured row of {who} anywhere; {kernel} on {gpu} is "
-                    "predicted from datasheet facts and prior parameters (wide interval)")
-        gpus = ", ".join((self.kernel.evidence.gpus if self.kernel.evidence else [])[:4])
-        return (f"transferred: no measured row of {self.kernel.family} on {gpu}; parameters "
+            weak = self.kernel if self.kernel.status == "datasheet-only" else self.baseline
+            return (f"datasheet-only: no measured row of {weak.family} anywhere; {kernel} on {gpu} "
+                    "is predicted from datasheet facts and a typical kernel's fitted parameters "
+                    "(wide interval)")
+        gpus = ", ".join((weak.evidence.gpus if weak.evidence else [])[:4])
+        return (f"transferred: no measured row of {weak.family} on {gpu}; parameters "
                 f"fitted on {gpus or 'other GPUs'} carried over with {gpu}'s datasheet")
 
 
