@@ -15,6 +15,7 @@ from gnasim.config import GNAConfig, format_tile
 from gnasim.errors import ConfigError, GnasimError
 from gnasim.model.flat_launch import flat_launch_shape
 from gnasim.model.launch import fast_path, flat_config
+from gnasim.model.uncertainty import Interval
 from gnasim.model.solve import (BackwardPrediction, RuntimePrediction, predict_backward,
                                predict_launch, predict_runtime, prepare)
 from gnasim.hardware.profile import HardwareProfile, Kernel, load_profile
@@ -240,9 +241,15 @@ def natten_dense_fallback(runtime: RuntimePrediction | None, fmha: Any) -> Runti
                for f in fields(gna)}
     blended["components_ms"] = {k: pick(runtime.dense.components_ms[k], v)
                                 for k, v in gna.components_ms.items()}
+    certain = runtime.certainty
+    if certain is not None and np.ndim(fmha) == 0:
+        # the GNA side is the baseline kernel: its status and band, and a speedup of exactly 1
+        certain = replace(certain, kernel=certain.baseline, time=certain.dense_time,
+                          speedup=Interval(1.0, 1.0, 0, "the baseline kernel on both sides"))
     return replace(runtime, gna=replace(gna, **blended),
                    permute_ms=pick(0.0 * runtime.permute_ms, runtime.permute_ms),
-                   factors=ones(runtime.factors), speedups=ones(runtime.speedups))
+                   factors=ones(runtime.factors), speedups=ones(runtime.speedups),
+                   certainty=certain)
 
 
 def flat_kernel(profile: HardwareProfile, kernel: str | None) -> Kernel:

@@ -196,3 +196,11 @@ def test_calibrate_corpus_holdout_reports_transfer_and_writes_the_shipped_values
                         assert mine[section][key][k] == pytest.approx(v, rel=1e-3), (key, k)
     again = _run("calibrate", "--corpus", "--write", str(out))
     assert again.exit_code == 2 and "already exists" in again.stderr
+
+
+def test_natten_dense_fallback_carries_the_baselines_certainty():
+    d = simulate(GNAConfig(input_size=4096, window_size=4096, causal=True), "h100").to_dict()
+    assert d["predicted_speedup"] == 1.0
+    assert d["predicted_speedup_low"] == d["predicted_speedup_high"] == 1.0
+    assert d["predicted_time_ms_low"] == d["predicted_dense_time_ms_low"]
+    assert d["calibration"]["family"] == "cudnn-sdpa-sm90"
