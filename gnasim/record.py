@@ -95,24 +95,24 @@ def _certain(rt: Any, get: Callable[[Any], Any]) -> Any:
     return None if rt.certainty is None else get(rt.certainty)
 
 
-def _bounds(name: str, interval: str, value: Callable[[Any], Any]) -> tuple[Column, Column]:
-    """``NAME_low`` and ``NAME_high``: the 90% interval of a predicted value (None: no
-    out-of-sample evidence; see :mod:`gnasim.model.uncertainty`)."""
-    def end(rt: Any, k: int) -> Any:
-        iv = None if rt.certainty is None else getattr(rt.certainty, interval)
-        return None if iv is None else iv.around(value(rt))[k]
-    return (_runtime(f"{name}_low", "float", lambda rt: end(rt, 0)),
-            _runtime(f"{name}_high", "float", lambda rt: end(rt, 1)))
+def _band(name: str, interval: str, value: Callable[[Any], Any],
+          pred: Callable[[Any], Any] = lambda r: r.rt, part: str = "runtime") -> list[Column]:
+    """``NAME_low`` and ``NAME_high``: the 90% interval of a predicted value (None without
+    out-of-sample evidence; :mod:`gnasim.model.uncertainty`). ``pred`` picks the prediction
+    (forward ``rt`` or backward ``bwd_rt``) whose ``certainty`` holds the ``interval``."""
+    def end(r: Any, k: int) -> Any:
+        p = pred(r)
+        iv = None if p.certainty is None else getattr(p.certainty, interval)
+        return None if iv is None else iv.around(value(p))[k]
+    return [Column(f"{name}_low", "float", lambda r: end(r, 0), part),
+            Column(f"{name}_high", "float", lambda r: end(r, 1), part)]
 
 
-def _bwd_runtime(name: str, interval: str, value: Callable[[Any], Any]) -> list[Column]:
-    """A backward-pass prediction and its 90% interval (``NAME``, ``NAME_low``, ``NAME_high``)."""
-    def end(b: Any, k: int) -> Any:
-        iv = None if b.certainty is None else getattr(b.certainty, interval)
-        return None if iv is None else iv.around(value(b))[k]
+def _bwd_band(name: str, interval: str, value: Callable[[Any], Any]) -> list[Column]:
+    """A backward-pass prediction (``NAME``) and its interval."""
+    bwd = lambda r: r.bwd_rt
     return [Column(name, "float", lambda r: value(r.bwd_rt), "backward_runtime"),
-            Column(f"{name}_low", "float", lambda r: end(r.bwd_rt, 0), "backward_runtime"),
-            Column(f"{name}_high", "float", lambda r: end(r.bwd_rt, 1), "backward_runtime")]
+            *_band(name, interval, value, bwd, "backward_runtime")]
 
 
 COMPONENTS = ("tensor", "exp", "memory", "latency")
@@ -156,10 +156,10 @@ COLUMNS: tuple[Column, ...] = (
     _runtime("predicted_total_ms", "float", lambda rt: rt.total_ms),
     _runtime("predicted_speedup", "float", lambda rt: rt.speedup),
     _runtime("predicted_speedup_with_permute", "float", lambda rt: rt.speedup_with_permute),
-    *_bounds("predicted_time_ms", "time", lambda rt: rt.gna.time_ms),
-    *_bounds("predicted_dense_time_ms", "dense_time", lambda rt: rt.dense.time_ms),
-    *_bounds("predicted_speedup", "speedup", lambda rt: rt.speedup),
-    *_bounds("predicted_speedup_with_permute", "speedup", lambda rt: rt.speedup_with_permute),
+    *_band("predicted_time_ms", "time", lambda rt: rt.gna.time_ms),
+    *_band("predicted_dense_time_ms", "dense_time", lambda rt: rt.dense.time_ms),
+    *_band("predicted_speedup", "speedup", lambda rt: rt.speedup),
+    *_band("predicted_speedup_with_permute", "speedup", lambda rt: rt.speedup_with_permute),
     _runtime("calibration_status", "str", lambda rt: _certain(rt, lambda c: c.status)),
     _runtime("calibration.family", "str", lambda rt: _certain(rt, lambda c: c.kernel.family)),
     _runtime("calibration.rows", "int",
@@ -204,9 +204,9 @@ COLUMNS: tuple[Column, ...] = (
     _bwd("flops_dense", "int", lambda b: b.flops_dense),
     _bwd("flops_useful", "int", lambda b: b.flops_useful),
     _bwd("flops_computed", "int", lambda b: b.flops_computed),
-    *_bwd_runtime("predicted_bwd_time_ms", "time", lambda b: b.time_ms),
-    *_bwd_runtime("predicted_dense_bwd_time_ms", "dense_time", lambda b: b.dense_time_ms),
-    *_bwd_runtime("predicted_bwd_speedup", "speedup", lambda b: b.speedup),
+    *_bwd_band("predicted_bwd_time_ms", "time", lambda b: b.time_ms),
+    *_bwd_band("predicted_dense_bwd_time_ms", "dense_time", lambda b: b.dense_time_ms),
+    *_bwd_band("predicted_bwd_speedup", "speedup", lambda b: b.speedup),
     Column("bwd_calibration_status", "str",
            lambda r: _certain(r.bwd_rt, lambda c: c.status), "backward_runtime"),
     Column("notes", "notes", lambda r: r.notes, "notes"),

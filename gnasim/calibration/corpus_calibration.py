@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-
 from gnasim.calibration.corpus import load_corpus, model_scope
 from gnasim.calibration.fit import bind_rows
 from gnasim.calibration.measurements import Measurement, MeasurementSet
@@ -171,8 +169,3 @@ def parameter_table(cal: CorpusCalibration) -> list[dict[str, Any]]:
 def transfer_errors(cal: CorpusCalibration) -> list[dict[str, Any]]:
     """Held-out MAPE per split, GPU and family."""
     return error_table(cal.residuals)
-
-
-def spread(values: list[float]) -> tuple[float, float]:
-    v = np.asarray(values)
-    return float(v.min()), float(v.max())

@@ -225,7 +225,6 @@ def build_shared_problem(rows: list[BoundRow], fm: FamilyModel | None = None) ->
 def _sparsity(problem: SharedProblem, idx: list[int]) -> np.ndarray:
     """Which parameters each residual can depend on (measurement rows, then priors)."""
     ps = problem.params
-    col = {p.scope + "|" + p.name: j for j, p in enumerate(ps)}
     shared = [j for j, p in enumerate(ps) if p.scope == "shared"]
     n, m = len(idx), len(ps)
     perm = [i for i in idx if problem.rows[i].has_permute]
@@ -242,7 +241,6 @@ def _sparsity(problem: SharedProblem, idx: list[int]) -> np.ndarray:
     for k, i in enumerate(perm):
         out[n + k, deps(i)] = True
     out[n + len(perm):, :] = np.eye(m, dtype=bool)
-    del col
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from gnasim.errors import ConfigError, HardwareProfileError
 from gnasim.hardware.profile import HardwareProfile, Kernel, KernelModel, RuntimeModel
 from gnasim.model.families import family_runtime_model
+from gnasim.plan.cache import BoundedCache
 
 DEFAULT_BASELINE = "cudnn-sdpa"
 
@@ -59,7 +60,7 @@ class ResolvedKernel:
         return self.model.family or self.name
 
 
-_family_models: dict[int, tuple[HardwareProfile, RuntimeModel]] = {}
+_family_models: BoundedCache[int, tuple[HardwareProfile, RuntimeModel]] = BoundedCache(256)
 
 
 def runtime_model(profile: HardwareProfile) -> RuntimeModel:
@@ -69,15 +70,8 @@ def runtime_model(profile: HardwareProfile) -> RuntimeModel:
         return profile.model
     hit = _family_models.get(id(profile))
     if hit is None or hit[0] is not profile:       # identities: no stale ids
-        if len(_family_models) > 256:
-            _family_models.clear()
-        hit = _family_models[id(profile)] = (profile, family_runtime_model(profile))
+        hit = _family_models.put(id(profile), (profile, family_runtime_model(profile)))
     return hit[1]
-
-
-def clear_model_cache() -> None:
-    """Forget the family models built for profiles (after the families file changed)."""
-    _family_models.clear()
 
 
 def baseline_name(profile: HardwareProfile) -> str:

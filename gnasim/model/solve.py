@@ -306,8 +306,10 @@ _dense_cache: BoundedCache[tuple, tuple[HardwareProfile, Any, DenseSide]] = \
 
 
 def dense_side(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
-               rk: ResolvedKernel, baseline: str | None = None) -> DenseSide:
-    """The dense side of a prediction (cached by the dense problem; ``profile`` by identity)."""
+               rk: ResolvedKernel, baseline: str | None = None,
+               certain: Certainty | None = None) -> DenseSide:
+    """The dense side of a prediction (cached by the dense problem; ``profile`` by identity);
+    ``certain``'s warning, if any, joins its notes."""
     key = (id(profile), id(rk.model), rk.name, rk.masking, rk.token_permute, baseline,
            tuple(axis_key(a) for a in dense_plan.axes),
            config.tokens, config.causal, config.batch, config.heads, config.kv_heads,
@@ -326,7 +328,6 @@ def dense_side(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile
         base, base_model, base_name = own_dense, rk.model, f"{rk.name} (dense)"
         notes = (f"baseline {brk.name} cannot run this causal pattern; "
                  f"{rk.name} with window = layout is the baseline",)
-    certain = prediction_certainty(profile, rk, baseline or baseline_name(profile))
     warning = certain.warning(rk.name, profile.name) if certain is not None else None
     notes += (warning,) if warning else ()
     side = make_side(own_dense, ModelParams.of(rk.model, rm), base,
@@ -425,7 +426,7 @@ def prepare(config: GNAConfig, dense_plan: TilePlan, profile: HardwareProfile,
         hit = _params_cache.put(key, (profile, rk.model, ModelParams.of(
             rk.model, runtime_model(profile)), Rates.of(profile, config.dtype),
             prediction_certainty(profile, rk, baseline or baseline_name(profile))))
-    side = dense_side(config, dense_plan, profile, rk, baseline)
+    side = dense_side(config, dense_plan, profile, rk, baseline, hit[4])
     return Prepared(rk, hit[2], hit[3], side, hit[4])
 
 
